@@ -1,0 +1,41 @@
+# The two commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint deps system-deps bench dashboards
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+deps: $(STAMP)
+
+# Debian packages for the integration tests; installed only when we are root and they are missing.
+system-deps:
+	@if [ "$$(id -u)" = "0" ] && ! (command -v prometheus && command -v prometheus-alertmanager \
+	    && command -v promtool && command -v amtool && ls /usr/lib/postgresql/*/bin/initdb) >/dev/null 2>&1; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	    prometheus prometheus-alertmanager postgresql; \
+	fi
+
+run: $(STAMP)
+	$(BIN)/orchestrator-exporter serve --demo
+
+test: system-deps $(STAMP)
+	$(BIN)/ruff check exporter tests bench grafana
+	$(BIN)/mypy
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check exporter tests bench grafana
+	$(BIN)/mypy
+
+dashboards: $(STAMP)
+	$(BIN)/python -m grafana.generate
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
