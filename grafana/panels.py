@@ -1,0 +1,355 @@
+"""Panel and query helpers: every panel gets a title, a description, a unit and the datasource.
+
+The views call these instead of the SDK builders directly, so the conventions that the tests
+check (a unit on every panel, queries bound to the `$datasource` variable, conditional panels
+tagged) are kept in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, Self, TypeVar
+
+from grafana_foundation_sdk.builders import (
+    alertgroups,
+    bargauge,
+    gauge,
+    heatmap,
+    piechart,
+    stat,
+    table,
+    timeseries,
+)
+from grafana_foundation_sdk.builders import common as common_builders
+from grafana_foundation_sdk.builders import dashboard as dashboard_builders
+from grafana_foundation_sdk.builders import prometheus as prometheus_builders
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.models import common, dashboard
+from grafana_foundation_sdk.models import piechart as piechart_models
+from grafana_foundation_sdk.models import prometheus as prometheus_models
+
+PROMETHEUS = dashboard.DataSourceRef(type_val="prometheus", uid="${datasource}")
+ALERTMANAGER_UID = "alertmanager"
+# The alert-groups panel names its Alertmanager by datasource name, not uid.
+ALERTMANAGER_NAME = "Alertmanager"
+ALERTMANAGER = dashboard.DataSourceRef(type_val="alertmanager", uid=ALERTMANAGER_UID)
+
+# A panel whose queries may rightly return nothing (no alert firing, no rejected event) carries
+# this tag; the live test requires data from every other query.
+CONDITIONAL_TAG = "conditional"
+
+# Units: Grafana ids where one exists; any other string is shown as a suffix.
+USD = "currencyUSD"
+USD_PER_HOUR = "USD/h"
+TOKENS = "short"
+TOKENS_PER_SECOND = "tokens/s"
+PER_MINUTE = "/min"
+COUNT = "short"
+RATIO = "percentunit"
+SECONDS = "s"
+BYTES = "bytes"
+EVENTS_PER_SECOND = "events/s"
+TIME_AGO = "dateTimeFromNow"
+
+P = TypeVar("P", bound="_PanelBuilder")
+
+# Override properties: a dashed line (bands, limits, projections).
+DASHED = [dashboard.DynamicConfigValue(id_val="custom.lineStyle",
+                                       value={"fill": "dash", "dash": [10, 10]})]
+
+
+def right_axis(unit: str) -> list[dashboard.DynamicConfigValue]:
+    """Override properties that draw a series in its own unit on a right-hand axis."""
+    return [
+        dashboard.DynamicConfigValue(id_val="unit", value=unit),
+        dashboard.DynamicConfigValue(id_val="custom.axisPlacement", value="right"),
+    ]
+
+GREEN_ORANGE_RED = ((None, "green"), (0.8, "orange"), (1.0, "red"))
+
+
+class _PanelBuilder(Protocol):
+    def title(self, title: str) -> Self: ...
+    def description(self, description: str) -> Self: ...
+    def unit(self, unit: str) -> Self: ...
+    def datasource(self, datasource: dashboard.DataSourceRef) -> Self: ...
+    def with_target(self, target: cogbuilder.Builder[prometheus_models.Dataquery]) -> Self: ...
+    def span(self, w: int) -> Self: ...
+    def height(self, h: int) -> Self: ...
+    def build(self) -> dashboard.Panel: ...
+
+
+def query(expr: str, legend: str = "", *, instant: bool = False) -> prometheus_builders.Dataquery:
+    """A PromQL target; instant queries are for stats, gauges, tables and top-N bars."""
+    target = prometheus_builders.Dataquery().expr(expr).datasource(PROMETHEUS)
+    if legend:
+        target = target.legend_format(legend)
+    return target.instant() if instant else target.range()
+
+
+def table_query(expr: str) -> prometheus_builders.Dataquery:
+    """An instant query in table format: one row per series, one column per label."""
+    return query(expr, instant=True).format(prometheus_models.PromQueryFormat.TABLE)
+
+
+def heatmap_query(expr: str) -> prometheus_builders.Dataquery:
+    """Histogram buckets (`sum by (le)`) read as a heatmap."""
+    return (
+        query(expr, "{{le}}")
+        .format(prometheus_models.PromQueryFormat.HEATMAP)
+    )
+
+
+def _finish(
+    panel: P,
+    title: str,
+    description: str,
+    unit: str,
+    targets: Sequence[prometheus_builders.Dataquery],
+    size: tuple[int, int],
+) -> P:
+    panel = (
+        panel.title(title)
+        .description(description)
+        .unit(unit)
+        .datasource(PROMETHEUS)
+        .span(size[0])
+        .height(size[1])
+    )
+    for index, target in enumerate(targets):
+        panel = panel.with_target(target.ref_id(chr(ord("A") + index)))
+    return panel
+
+
+def _thresholds(
+    steps: Sequence[tuple[float | None, str]],
+) -> dashboard_builders.ThresholdsConfig:
+    return (
+        dashboard_builders.ThresholdsConfig()
+        .mode(dashboard.ThresholdsMode.ABSOLUTE)
+        .steps([dashboard.Threshold(value=value, color=color) for value, color in steps])
+    )
+
+
+def stat_panel(
+    title: str,
+    unit: str,
+    *targets: prometheus_builders.Dataquery,
+    description: str,
+    size: tuple[int, int] = (4, 4),
+    time_from: str = "",
+    thresholds: Sequence[tuple[float | None, str]] = ((None, "blue"),),
+) -> stat.Panel:
+    """A big number; shows 0, not "No data", when the series does not exist yet."""
+    panel = (
+        stat.Panel()
+        .graph_mode(common.BigValueGraphMode.NONE)
+        .color_mode(common.BigValueColorMode.VALUE)
+        .text_mode(common.BigValueTextMode.AUTO)
+        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+        .no_value("0")
+        .thresholds(_thresholds(thresholds))
+    )
+    if time_from:
+        panel = panel.time_from(time_from)
+    return _finish(panel, title, description, unit, targets, size)
+
+
+def timeseries_panel(
+    title: str,
+    unit: str,
+    *targets: prometheus_builders.Dataquery,
+    description: str,
+    size: tuple[int, int] = (12, 8),
+    stacked: bool = False,
+    bars: bool = False,
+    legend_calcs: Sequence[str] = ("mean", "max", "lastNotNull"),
+) -> timeseries.Panel:
+    """Lines over time with a table legend sorted by the last value."""
+    panel = (
+        timeseries.Panel()
+        .legend(
+            common_builders.VizLegendOptions()
+            .display_mode(common.LegendDisplayMode.TABLE)
+            .placement(common.LegendPlacement.BOTTOM)
+            .show_legend(True)
+            .calcs(list(legend_calcs))
+        )
+        .tooltip(
+            common_builders.VizTooltipOptions()
+            .mode(common.TooltipDisplayMode.MULTI)
+            .sort(common.SortOrder.DESCENDING)
+        )
+        .line_width(1)
+        .fill_opacity(10)
+        .show_points(common.VisibilityMode.NEVER)
+    )
+    if stacked:
+        panel = panel.stacking(common_builders.StackingConfig().mode(common.StackingMode.NORMAL))
+    if bars:
+        panel = panel.draw_style(common.GraphDrawStyle.BARS).fill_opacity(80)
+    return _finish(panel, title, description, unit, targets, size)
+
+
+def gauge_panel(
+    title: str,
+    unit: str,
+    *targets: prometheus_builders.Dataquery,
+    description: str,
+    size: tuple[int, int] = (12, 6),
+    maximum: float = 1.0,
+) -> gauge.Panel:
+    """Gauges from 0 to `maximum`, orange from 80 % and red from 100 % of it."""
+    panel = (
+        gauge.Panel()
+        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+        .show_threshold_markers(True)
+        .min(0)
+        .max(maximum)
+        .thresholds(
+            _thresholds([(value if value is None else value * maximum, color)
+                         for value, color in GREEN_ORANGE_RED])
+        )
+    )
+    return _finish(panel, title, description, unit, targets, size)
+
+
+def bar_gauge_panel(
+    title: str,
+    unit: str,
+    *targets: prometheus_builders.Dataquery,
+    description: str,
+    size: tuple[int, int] = (8, 8),
+) -> bargauge.Panel:
+    """Horizontal bars, one per series: the shape of a top-N list."""
+    panel = (
+        bargauge.Panel()
+        .orientation(common.VizOrientation.HORIZONTAL)
+        .display_mode(common.BarGaugeDisplayMode.GRADIENT)
+        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+        .min(0)
+        .thresholds(_thresholds(((None, "blue"),)))
+    )
+    return _finish(panel, title, description, unit, targets, size)
+
+
+def pie_panel(
+    title: str,
+    unit: str,
+    *targets: prometheus_builders.Dataquery,
+    description: str,
+    size: tuple[int, int] = (6, 8),
+) -> piechart.Panel:
+    """A donut of the shares of a whole, with values and percentages in the legend."""
+    panel = (
+        piechart.Panel()
+        .pie_type(piechart_models.PieChartType.DONUT)
+        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+        .legend(
+            piechart.PieChartLegendOptions()
+            .display_mode(common.LegendDisplayMode.TABLE)
+            .placement(common.LegendPlacement.RIGHT)
+            .show_legend(True)
+            .values([piechart_models.PieChartLegendValues.VALUE,
+                     piechart_models.PieChartLegendValues.PERCENT])
+        )
+    )
+    return _finish(panel, title, description, unit, targets, size)
+
+
+def table_panel(
+    title: str,
+    unit: str,
+    *targets: prometheus_builders.Dataquery,
+    description: str,
+    size: tuple[int, int] = (24, 8),
+    columns: Sequence[tuple[str, str, str]] = (),
+    hidden: Sequence[str] = ("Time", "__name__", "job", "instance"),
+    sort_by: str = "",
+) -> table.Panel:
+    """Instant table queries merged on their labels into one row per series.
+
+    `columns` are (field, display name, unit): the value columns that Grafana calls
+    "Value #A", "Value #B" (one per query) or just "Value" (a single query).
+    """
+    panel = (
+        table.Panel()
+        .with_transformation(dashboard.DataTransformerConfig(id_val="merge", options={}))
+        .with_transformation(
+            dashboard.DataTransformerConfig(
+                id_val="organize",
+                options={
+                    "excludeByName": {name: True for name in hidden},
+                    "indexByName": {},
+                    "renameByName": {field: name for field, name, _ in columns},
+                },
+            )
+        )
+    )
+    for _, name, column_unit in columns:
+        panel = panel.override_by_name(
+            name, [dashboard.DynamicConfigValue(id_val="unit", value=column_unit)]
+        )
+    if sort_by:
+        panel = panel.sort_by([common_builders.TableSortByFieldState().display_name(sort_by)
+                               .desc(True)])
+    return _finish(panel, title, description, unit, targets, size)
+
+
+def heatmap_panel(
+    title: str,
+    unit: str,
+    target: prometheus_builders.Dataquery,
+    *,
+    description: str,
+    size: tuple[int, int] = (12, 8),
+) -> heatmap.Panel:
+    """Histogram buckets over time; `unit` is the unit of the buckets (the y axis)."""
+    panel = (
+        heatmap.Panel()
+        .calculate(False)
+        .y_axis(heatmap.YAxisConfig().unit(unit))
+        .cell_values(heatmap.CellValues().unit(COUNT))
+        .rows_frame(heatmap.RowsHeatmapOptions().layout(common.HeatmapCellLayout.AUTO))
+        .show_value(common.VisibilityMode.NEVER)
+    )
+    return _finish(panel, title, description, unit, [target], size)
+
+
+def alert_groups_panel(title: str, *, description: str, size: tuple[int, int]) -> alertgroups.Panel:
+    """Alerts as Alertmanager groups them, read through the Alertmanager datasource."""
+    return (
+        alertgroups.Panel()
+        .title(title)
+        .description(description)
+        .unit(COUNT)
+        .datasource(ALERTMANAGER)
+        .alertmanager(ALERTMANAGER_NAME)
+        .expand_all(True)
+        .labels("")
+        .span(size[0])
+        .height(size[1])
+    )
+
+
+class Conditional(cogbuilder.Builder[dashboard.Panel]):
+    """A panel whose queries may rightly be empty; `reason` tells the reader when."""
+
+    def __init__(self, panel: cogbuilder.Builder[dashboard.Panel], reason: str) -> None:
+        self._panel = panel
+        self._reason = reason
+
+    def build(self) -> dashboard.Panel:
+        model = self._panel.build()
+        model.tags = [CONDITIONAL_TAG]
+        model.description = f"{model.description} {self._reason}".strip()
+        return model
+
+
+def links_to(title: str, uid: str) -> list[cogbuilder.Builder[dashboard.DashboardLink]]:
+    """Panel links to another dashboard that keep the time range and the variables."""
+    return [
+        dashboard_builders.DashboardLink(title)
+        .type(dashboard.DashboardLinkType.LINK)
+        .url(f"/d/{uid}?${{__url_time_range}}&${{__all_variables}}")
+    ]
