@@ -1,0 +1,5 @@
+"""The HTTP API; it depends on the core, never the reverse."""
+
+from exporter.api.app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,104 @@
+"""The HTTP face of the exporter: ingest, /metrics, health, and the event schema."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.responses import ORJSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from exporter import __version__
+from exporter.api.errors import ApiError, install_error_handlers, request_id
+from exporter.api.ingest import decode_events, read_body, validate_events
+from exporter.events import Event, json_schema
+from exporter.metrics import CONTENT_TYPE
+from exporter.pipeline import IngestResult, LedgerUnavailableError, PipelineBusyError
+from exporter.service import Exporter
+
+# Bodies above this are parsed in a worker thread so one big batch cannot stall the event loop.
+INLINE_PARSE_BYTES = 512 * 1024
+
+
+def create_app(exporter: Exporter, *, admin_token: str) -> FastAPI:
+    """The FastAPI application over a started `Exporter`; writes need `admin_token`."""
+    app = FastAPI(title="orchestrator-exporter", version=__version__,
+                  default_response_class=ORJSONResponse)
+    install_error_handlers(app)
+    expected = admin_token.encode()
+
+    def require_token(request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        scheme, _, supplied = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(supplied.encode(), expected):
+            exporter.telemetry.rejected.labels("unauthorized").inc()
+            raise ApiError(401, "unauthorized", "a valid bearer token is required",
+                           headers={"WWW-Authenticate": "Bearer"})
+
+    @app.post("/api/v1/events", summary="Ingest one event, a JSON array or NDJSON",
+              dependencies=[Depends(require_token)])
+    async def ingest(request: Request) -> dict[str, int]:
+        started = time.perf_counter()
+        received = time.time()
+        settings = exporter.settings
+        try:
+            body = await read_body(request, settings.max_body_bytes)
+            content_type = request.headers.get("content-type", "application/json")
+            if len(body) > INLINE_PARSE_BYTES:
+                events = await run_in_threadpool(_parse, body, content_type,
+                                                 settings.max_batch_events, received)
+            else:
+                events = _parse(body, content_type, settings.max_batch_events, received)
+        except ApiError as error:
+            reason = {413: "oversize", 400: "malformed"}.get(error.status, "invalid")
+            exporter.telemetry.rejected.labels(reason).inc(max(1, len(error.details)))
+            raise
+        result = await _commit(exporter, events, received)
+        exporter.telemetry.batch_duration.observe(time.perf_counter() - started)
+        return {"accepted": result.accepted, "duplicates": result.duplicates}
+
+    @app.get("/api/v1/events/schema", summary="JSON Schema of one event")
+    async def schema() -> dict[str, object]:
+        return json_schema()
+
+    @app.get("/metrics", summary="Prometheus exposition")
+    async def metrics() -> Response:
+        started = time.perf_counter()
+        body = await run_in_threadpool(exporter.renderer.render)
+        exporter.telemetry.render_duration.observe(time.perf_counter() - started)
+        return Response(body, media_type=CONTENT_TYPE)
+
+    @app.get("/health", summary="Liveness")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready", summary="Readiness: the ledger answers")
+    async def ready(request: Request) -> Response:
+        try:
+            await run_in_threadpool(exporter.ledger.ping)
+        except Exception as error:
+            exporter.telemetry.ledger_errors.labels("read").inc()
+            raise ApiError(503, "ledger_unavailable", "the ledger does not answer",
+                           [{"reason": str(error)}]) from None
+        return ORJSONResponse({"status": "ready"}, headers={"X-Request-ID": request_id(request)})
+
+    return app
+
+
+def _parse(body: bytes, content_type: str, max_events: int, received: float) -> list[Event]:
+    return validate_events(decode_events(body, content_type, max_events), received)
+
+
+async def _commit(exporter: Exporter, events: list[Event], received: float) -> IngestResult:
+    try:
+        future = exporter.pipeline.submit(events, received)
+    except PipelineBusyError as error:
+        raise ApiError(503, "busy", str(error), headers={"Retry-After": "1"}) from None
+    except LedgerUnavailableError as error:
+        raise ApiError(503, "ledger_unavailable", str(error)) from None
+    try:
+        return await asyncio.wrap_future(future)
+    except LedgerUnavailableError as error:
+        raise ApiError(503, "ledger_unavailable", "the ledger refused the batch; nothing was "
+                       "stored, retry with the same ids", [{"reason": str(error)}]) from None

@@ -1,0 +1,156 @@
+"""`orchestrator-exporter serve | migrate | demo`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from exporter import __version__
+from exporter.config import ConfigError, FileConfig, load_config, parse_config
+from exporter.ledger import make_engine, migrate
+from exporter.settings import Settings
+
+log = logging.getLogger("exporter")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orchestrator-exporter", description=(
+        "Prometheus exporter for fleets of Claude agents. Every flag has an EXPORTER_* "
+        "environment variable; flags win."))
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the exporter (migrates the ledger first)")
+    serve.add_argument("--host", help="listen address (EXPORTER_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (EXPORTER_PORT, default 8088)")
+    _database_flag(serve)
+    serve.add_argument("--config", dest="config_file",
+                       help="YAML file with budgets and pricing (EXPORTER_CONFIG_FILE)")
+    serve.add_argument("--demo", action="store_true",
+                       help="also run a simulated fleet in-process")
+    serve.add_argument("--demo-rate", type=float, default=20.0, help="demo events per second")
+    serve.add_argument("--demo-seed", type=int, default=42)
+    serve.add_argument("--demo-scenario", default=None)
+    migrate_command = commands.add_parser("migrate", help="bring the ledger schema up to date")
+    _database_flag(migrate_command)
+    demo = commands.add_parser("demo", help="drive a simulated fleet through the HTTP API")
+    demo.add_argument("--url", default="http://127.0.0.1:8088")
+    demo.add_argument("--token", default=None, help="bearer token (EXPORTER_ADMIN_TOKEN)")
+    demo.add_argument("--scenario", default=None)
+    demo.add_argument("--rate", type=float, default=20.0, help="events per second")
+    demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--duration", type=float, default=None, help="seconds; default: forever")
+    return parser
+
+
+def _database_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database-url", help="sqlite:///FILE or postgresql://... "
+                        "(EXPORTER_DATABASE_URL, default sqlite:///orchestrator-exporter.db)")
+
+
+def _settings(arguments: argparse.Namespace, names: Sequence[str]) -> Settings:
+    overrides: dict[str, Any] = {name: getattr(arguments, name) for name in names
+                                 if getattr(arguments, name, None) is not None}
+    return Settings(**overrides)
+
+
+def _fail(message: str) -> int:
+    print(f"orchestrator-exporter: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    arguments = _parser().parse_args(argv)
+    try:
+        if arguments.command == "serve":
+            settings = _settings(arguments, ("host", "port", "database_url", "config_file"))
+            logging.basicConfig(level=settings.log_level.upper(),
+                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            return _serve(settings, arguments)
+        if arguments.command == "migrate":
+            settings = _settings(arguments, ("database_url",))
+            migrate(make_engine(settings.database_url))
+            print(f"ledger at {settings.database_url.split('@')[-1]} is up to date")
+            return 0
+        return _demo(arguments)
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = "EXPORTER_" + "_".join(str(part) for part in first["loc"]).upper()
+        return _fail(f"invalid setting {name}: {first['msg']}")
+    except ConfigError as error:
+        return _fail(f"invalid config file: {error}")
+
+
+def _demo(arguments: argparse.Namespace) -> int:
+    import os
+
+    from exporter.demo import main_demo
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    token = arguments.token or os.environ.get("EXPORTER_ADMIN_TOKEN")
+    return main_demo(arguments.url, token, seed=arguments.seed, rate=arguments.rate,
+                     scenario=arguments.scenario, duration=arguments.duration)
+
+
+def _demo_config(settings: Settings) -> FileConfig:
+    from exporter.demo import DEMO_CONFIG_YAML
+
+    if settings.config_file is not None:
+        return load_config(settings.config_file)
+    return parse_config(yaml.safe_load(DEMO_CONFIG_YAML))
+
+
+def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
+    import uvicorn
+
+    from exporter.api import create_app
+    from exporter.service import build_exporter
+
+    token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    if token is None:
+        token = secrets.token_urlsafe(24)
+        log.warning("EXPORTER_ADMIN_TOKEN is not set; writes need this generated token: %s",
+                    token)
+    config = _demo_config(settings) if arguments.demo else None
+    exporter = build_exporter(settings, config=config)
+    exporter.start()
+    stop_demo = threading.Event()
+    if arguments.demo:
+        _start_demo(exporter, arguments, stop_demo)
+    app = create_app(exporter, admin_token=token)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
+                                           log_level=settings.log_level, access_log=False))
+    log.info("serving on http://%s:%d (metrics at /metrics)", settings.host, settings.port)
+    try:
+        server.run()
+    finally:
+        stop_demo.set()
+        exporter.close()
+    return 0
+
+
+def _start_demo(exporter: Any, arguments: argparse.Namespace, stop: threading.Event) -> None:
+    from exporter.demo import run_demo
+    from exporter.events import validate_batch
+
+    def sink(raws: list[dict[str, object]]) -> None:
+        events, problems = validate_batch(list(raws), time.time())
+        if problems:
+            log.error("demo produced invalid events: %s", problems[:3])
+            return
+        if events:
+            exporter.pipeline.submit(events, time.time()).result()
+
+    thread = threading.Thread(target=run_demo, name="demo-fleet", daemon=True, kwargs={
+        "sink": sink, "seed": arguments.demo_seed, "rate": arguments.demo_rate,
+        "scenario": arguments.demo_scenario, "stop": stop})
+    thread.start()

@@ -1,0 +1,34 @@
+"""Engines for the ledger: SQLite (WAL) by default, PostgreSQL when shared."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+
+
+def make_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
+    """An engine with the pragmas the ledger's durability and speed rely on."""
+    if url.startswith("sqlite"):
+        # Pooled connections keep SQLite's page cache (and the id index in it) warm.
+        engine = create_engine(url, pool_size=4,
+                               connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect",
+                     lambda connection, _record: _sqlite_pragmas(connection, sqlite_synchronous))
+        # pysqlite's own transaction handling would defer BEGIN; issue it ourselves.
+        event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN"))
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=4)
+
+
+def _sqlite_pragmas(connection: Any, synchronous: str) -> None:
+    assert isinstance(connection, sqlite3.Connection)
+    connection.isolation_level = None
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA synchronous={synchronous}")
+    cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB keeps the id index in memory
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

@@ -1,0 +1,131 @@
+"""The ledger's tables. Alembic migrations create them; this module names them for queries."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+NAME = 128
+# SQLite makes INTEGER PRIMARY KEY the rowid: appends stay at the end of the B-tree.
+SEQUENCE = BigInteger().with_variant(Integer(), "sqlite")
+
+events = Table(
+    "events", metadata,
+    Column("seq", SEQUENCE, primary_key=True, autoincrement=True),
+    # 64-bit hash of the idempotency key: a compact unique index instead of one on long strings.
+    Column("id_hash", BigInteger, nullable=True),
+    Column("event_id", String(NAME), nullable=True),
+    Column("source", String(NAME), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("received", Float, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Index("ix_events_id_hash", "id_hash", unique=True),
+)
+
+counters = Table(
+    "counters", metadata,
+    Column("key", Text, primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+histograms = Table(
+    "histograms", metadata,
+    Column("key", Text, primary_key=True),
+    Column("buckets", Text, nullable=False),
+    Column("sum", Float, nullable=False),
+    Column("count", BigInteger, nullable=False),
+)
+
+daily_cost = Table(
+    "daily_cost", metadata,
+    Column("day", Integer, primary_key=True),
+    Column("source", String(NAME), primary_key=True),
+    Column("role", String(NAME), primary_key=True),
+    Column("model", String(NAME), primary_key=True),
+    Column("task_type", String(NAME), primary_key=True),
+    Column("workflow", String(NAME), primary_key=True),
+    Column("cost_nano", BigInteger, nullable=False),
+)
+
+label_values = Table(
+    "label_values", metadata,
+    Column("label", String(32), primary_key=True),
+    Column("value", String(NAME), primary_key=True),
+)
+
+agents = Table(
+    "agents", metadata,
+    Column("source", String(NAME), primary_key=True),
+    Column("agent_id", String(NAME), primary_key=True),
+    Column("role", String(NAME), nullable=False),
+    Column("model", String(NAME), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("task_id", String(NAME), nullable=True),
+    Column("task_type", String(NAME), nullable=False),
+    Column("workflow", String(NAME), nullable=False),
+    Column("context_tokens", BigInteger, nullable=False),
+    Column("context_limit", BigInteger, nullable=False),
+    Column("cost_nano", BigInteger, nullable=False),
+    Column("tokens", BigInteger, nullable=False),
+    Column("last_activity", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("deleted", Boolean, nullable=False),
+    Index("ix_agents_deleted", "deleted"),
+)
+
+tasks = Table(
+    "tasks", metadata,
+    Column("source", String(NAME), primary_key=True),
+    Column("task_id", String(NAME), primary_key=True),
+    Column("task_type", String(NAME), nullable=False),
+    Column("complexity", String(16), nullable=True),
+    Column("analyst", Boolean, nullable=True),
+    Column("mode", String(16), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("submitted_at", Float, nullable=True),
+    Column("started_at", Float, nullable=True),
+    Column("ended_at", Float, nullable=True),
+    Column("cost_nano", BigInteger, nullable=False),
+    Column("has_analyst_agent", Boolean, nullable=False),
+    Index("ix_tasks_ended_at", "ended_at"),
+)
+
+workflow_runs = Table(
+    "workflow_runs", metadata,
+    Column("source", String(NAME), primary_key=True),
+    Column("run_id", String(NAME), primary_key=True),
+    Column("workflow", String(NAME), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("ended_at", Float, nullable=True),
+    Column("steps", Text, nullable=False),
+    Index("ix_workflow_runs_ended_at", "ended_at"),
+)
+
+steps = Table(
+    "steps", metadata,
+    Column("source", String(NAME), primary_key=True),
+    Column("run_id", String(NAME), primary_key=True),
+    Column("step_id", String(NAME), primary_key=True),
+    Column("step", String(NAME), nullable=False),
+    Column("agent", String(NAME), nullable=False),
+    Column("agent_id", String(NAME), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("ended_at", Float, nullable=True),
+    Column("retries", Integer, nullable=False),
+)

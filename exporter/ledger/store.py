@@ -1,0 +1,311 @@
+"""Reading and writing the ledger: raw events, entities and the aggregates behind every counter.
+
+Writes happen in one transaction per group of batches: the events, the state they changed and the
+counters they moved commit together or not at all. Reads happen at start (`load_snapshot`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+import orjson
+from sqlalchemy import Connection, Engine, Table, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+
+from exporter.budgets import window_start_day
+from exporter.config import Budget
+from exporter.events import Event
+from exporter.ledger import schema
+from exporter.series import Histogram
+from exporter.state import (
+    ENDED_MEMORY,
+    Agent,
+    Changes,
+    Run,
+    Snapshot,
+    Step,
+    Task,
+    agent_row,
+)
+
+_IN_CHUNK: Final = 5_000
+
+
+def id_hash(event_id: str) -> int:
+    """A signed 64-bit hash of an idempotency key, for the compact unique index."""
+    digest = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class Ledger:
+    """The durable store behind the exporter; one writer thread uses it at a time."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        placeholder = "?" if self.dialect == "sqlite" else "%s"
+        columns = ("id_hash", "event_id", "source", "type", "ts", "received", "payload")
+        self._insert_events = (
+            f"INSERT INTO events ({', '.join(columns)}) "
+            f"VALUES ({', '.join([placeholder] * len(columns))}) "
+            "ON CONFLICT (id_hash) DO NOTHING")
+        self._exact_rowcount = engine.dialect.supports_sane_multi_rowcount
+        self._upserts: dict[str, Insert] = {}
+
+    def ping(self) -> None:
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def insert_events(self, connection: Connection, events: Sequence[Event],
+                      received: float) -> list[bool]:
+        """Store the events whose id is new; return, per event, whether it was new."""
+        hashes = [None if event.id is None else id_hash(event.id) for event in events]
+        before = connection.execute(select(func.max(schema.events.c.seq))).scalar() or 0
+        rows = [(hash_, event.id, event.source, event.type, event.timestamp, received,
+                 event.payload) for hash_, event in zip(hashes, events, strict=True)]
+        result = connection.exec_driver_sql(self._insert_events, rows)
+        if self._exact_rowcount and result.rowcount == len(rows):
+            return [True] * len(rows)
+        return self._resolve_duplicates(connection, events, hashes, before, received)
+
+    def _resolve_duplicates(self, connection: Connection, events: Sequence[Event],
+                            hashes: list[int | None], before: int, received: float) -> list[bool]:
+        """Some ids were already stored (or repeated within the batch): find out which."""
+        wanted = sorted({hash_ for hash_ in hashes if hash_ is not None})
+        stored: dict[int, tuple[int, str | None]] = {}
+        column = schema.events.c
+        for start in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[start:start + _IN_CHUNK]
+            query = select(column.id_hash, column.seq, column.event_id).where(
+                column.id_hash.in_(chunk))
+            stored.update({row[0]: (row[1], row[2]) for row in connection.execute(query)})
+        fresh: list[bool] = []
+        claimed: set[int] = set()
+        for hash_, event in zip(hashes, events, strict=True):
+            if hash_ is None:
+                fresh.append(True)
+                continue
+            seq, stored_id = stored[hash_]
+            if stored_id == event.id:
+                is_new = seq > before and hash_ not in claimed
+                claimed.add(hash_)
+                fresh.append(is_new)
+            else:
+                fresh.append(self._store_collision(connection, event, received))
+        return fresh
+
+    def _store_collision(self, connection: Connection, event: Event, received: float) -> bool:
+        """Two ids share one 64-bit hash: find the id by value (a scan, never seen in practice)."""
+        column = schema.events.c
+        exists = connection.execute(
+            select(column.seq).where(column.event_id == event.id).limit(1)).first()
+        if exists is not None:
+            return False
+        connection.execute(schema.events.insert().values(
+            id_hash=None, event_id=event.id, source=event.source, type=event.type,
+            ts=event.timestamp, received=received, payload=event.payload))
+        return True
+
+    def write_changes(self, connection: Connection, changes: Changes) -> None:
+        """Persist what the batch changed; absolute values, so a retry writes the same rows."""
+        if changes.counters:
+            self._upsert(connection, schema.counters, ("key",),
+                         [{"key": key, "value": value} for key, value in changes.counters.items()])
+        if changes.histograms:
+            self._upsert(connection, schema.histograms, ("key",), [
+                {"key": key, "buckets": orjson.dumps(histogram.buckets).decode(),
+                 "sum": histogram.sum, "count": histogram.count}
+                for key, histogram in changes.histograms.items()])
+        if changes.agents:
+            self._upsert(connection, schema.agents, ("source", "agent_id"),
+                         [agent_row(agent) for agent in changes.agents])
+        if changes.tasks:
+            self._upsert(connection, schema.tasks, ("source", "task_id"),
+                         [_task_row(task) for task in changes.tasks])
+        if changes.runs:
+            self._upsert(connection, schema.workflow_runs, ("source", "run_id"),
+                         [_run_row(run) for run in changes.runs])
+        if changes.steps:
+            self._upsert(connection, schema.steps, ("source", "run_id", "step_id"),
+                         [_step_row(step) for step in changes.steps])
+        if changes.label_values:
+            self._upsert(connection, schema.label_values, ("label", "value"), [
+                {"label": label, "value": value} for label, value in changes.label_values],
+                update=False)
+        if changes.daily_cost:
+            self._add_daily_cost(connection, changes.daily_cost)
+
+    def _upsert(self, connection: Connection, table: Table, keys: tuple[str, ...],
+                rows: list[dict[str, Any]], *, update: bool = True) -> None:
+        cache_key = f"{table.name}:{update}"
+        statement = self._upserts.get(cache_key)
+        if statement is None:
+            statement = self._build_upsert(table, keys, update)
+            self._upserts[cache_key] = statement
+        connection.execute(statement, rows)
+
+    def _build_upsert(self, table: Table, keys: tuple[str, ...], update: bool) -> Insert:
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        statement = insert(table)
+        if not update:
+            return statement.on_conflict_do_nothing(index_elements=list(keys))
+        values = {column.name: statement.excluded[column.name]
+                  for column in table.columns if column.name not in keys}
+        return statement.on_conflict_do_update(index_elements=list(keys), set_=values)
+
+    def _add_daily_cost(self, connection: Connection, deltas: dict[tuple[Any, ...], int]) -> None:
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        statement = insert(schema.daily_cost)
+        keys = ["day", "source", "role", "model", "task_type", "workflow"]
+        statement = statement.on_conflict_do_update(
+            index_elements=keys,
+            set_={"cost_nano": schema.daily_cost.c.cost_nano + statement.excluded.cost_nano})
+        connection.execute(statement, [
+            {**dict(zip(keys, key, strict=True)), "cost_nano": nano}
+            for key, nano in deltas.items()])
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def load_snapshot(self, budgets: tuple[Budget, ...], now: float) -> Snapshot:
+        """Everything the in-memory state needs at start; no event is replayed."""
+        with self.engine.connect() as connection:
+            snapshot = Snapshot(
+                counters={row[0]: row[1] for row in connection.execute(
+                    select(schema.counters.c.key, schema.counters.c.value))},
+                histograms=dict(_histograms(connection)),
+                agents=[_agent(row) for row in connection.execute(
+                    select(schema.agents).where(schema.agents.c.deleted.is_(False)))],
+                label_values=_label_values(connection),
+            )
+            self._load_tasks(connection, snapshot)
+            self._load_runs(connection, snapshot)
+            snapshot.budget_first_day = window_start_day(budgets, now)
+            snapshot.budget_days = _budget_days(connection, budgets, snapshot.budget_first_day)
+        return snapshot
+
+    @staticmethod
+    def _load_tasks(connection: Connection, snapshot: Snapshot) -> None:
+        table = schema.tasks
+        snapshot.tasks = [_task(row) for row in connection.execute(
+            select(table).where(table.c.ended_at.is_(None)))]
+        ended = connection.execute(
+            select(table.c.source, table.c.task_id).where(table.c.ended_at.is_not(None))
+            .order_by(table.c.ended_at.desc()).limit(ENDED_MEMORY)).all()
+        snapshot.ended_tasks = [(row[0], row[1]) for row in reversed(ended)]
+
+    @staticmethod
+    def _load_runs(connection: Connection, snapshot: Snapshot) -> None:
+        runs, steps = schema.workflow_runs, schema.steps
+        snapshot.runs = [_run(row) for row in connection.execute(
+            select(runs).where(runs.c.ended_at.is_(None)))]
+        ended = connection.execute(
+            select(runs.c.source, runs.c.run_id).where(runs.c.ended_at.is_not(None))
+            .order_by(runs.c.ended_at.desc()).limit(ENDED_MEMORY)).all()
+        snapshot.ended_runs = [(row[0], row[1]) for row in reversed(ended)]
+        joined = steps.join(runs, (steps.c.source == runs.c.source)
+                            & (steps.c.run_id == runs.c.run_id))
+        snapshot.steps = [_step(row) for row in connection.execute(
+            select(steps).select_from(joined).where(runs.c.ended_at.is_(None)))]
+
+    def count_events(self) -> int:
+        with self.engine.connect() as connection:
+            return int(connection.execute(select(func.count()).select_from(schema.events))
+                       .scalar() or 0)
+
+
+def _histograms(connection: Connection) -> Iterable[tuple[str, Histogram]]:
+    table = schema.histograms
+    for row in connection.execute(select(table.c.key, table.c.buckets, table.c.sum,
+                                         table.c.count)):
+        buckets = orjson.loads(row[1])
+        histogram = Histogram(len(buckets))
+        histogram.buckets = buckets
+        histogram.sum = row[2]
+        histogram.count = row[3]
+        yield row[0], histogram
+
+
+def _label_values(connection: Connection) -> dict[str, set[str]]:
+    values: dict[str, set[str]] = {}
+    for label, value in connection.execute(select(schema.label_values.c.label,
+                                                  schema.label_values.c.value)):
+        values.setdefault(label, set()).add(value)
+    return values
+
+
+def _budget_days(connection: Connection, budgets: tuple[Budget, ...],
+                 first_day: int) -> dict[str, dict[int, int]]:
+    table = schema.daily_cost
+    sums: dict[str, dict[int, int]] = {budget.name: {} for budget in budgets}
+    if not budgets:
+        return sums
+    query = select(table.c.day, table.c.role, table.c.model, table.c.task_type,
+                   table.c.workflow, table.c.cost_nano).where(table.c.day >= first_day)
+    for day, role, model, task_type, workflow, nano in connection.execute(query):
+        dimensions = {"role": role, "model": model, "task_type": task_type, "workflow": workflow}
+        for budget in budgets:
+            if budget.matches(dimensions):
+                days = sums[budget.name]
+                days[day] = days.get(day, 0) + nano
+    return sums
+
+
+def _agent(row: Any) -> Agent:
+    return Agent(
+        source=row.source, agent_id=row.agent_id, role=row.role, model=row.model,
+        status=row.status, task_id=row.task_id, task_type=row.task_type, workflow=row.workflow,
+        context_tokens=row.context_tokens, context_limit=row.context_limit,
+        cost_nano=row.cost_nano, tokens=row.tokens, last_activity=row.last_activity,
+        created_at=row.created_at, deleted=row.deleted)
+
+
+def _task_row(task: Task) -> dict[str, Any]:
+    return {
+        "source": task.source, "task_id": task.task_id, "task_type": task.task_type,
+        "complexity": task.complexity, "analyst": task.analyst, "mode": task.mode,
+        "status": task.status, "submitted_at": task.submitted_at,
+        "started_at": task.started_at, "ended_at": task.ended_at,
+        "cost_nano": task.cost_nano, "has_analyst_agent": task.has_analyst_agent,
+    }
+
+
+def _task(row: Any) -> Task:
+    return Task(
+        source=row.source, task_id=row.task_id, task_type=row.task_type,
+        complexity=row.complexity, analyst=row.analyst, mode=row.mode, status=row.status,
+        submitted_at=row.submitted_at, started_at=row.started_at, ended_at=row.ended_at,
+        cost_nano=row.cost_nano, has_analyst_agent=row.has_analyst_agent)
+
+
+def _run_row(run: Run) -> dict[str, Any]:
+    return {
+        "source": run.source, "run_id": run.run_id, "workflow": run.workflow,
+        "status": run.status, "started_at": run.started_at, "ended_at": run.ended_at,
+        "steps": orjson.dumps(run.steps).decode(),
+    }
+
+
+def _run(row: Any) -> Run:
+    return Run(source=row.source, run_id=row.run_id, workflow=row.workflow, status=row.status,
+               started_at=row.started_at, ended_at=row.ended_at, steps=orjson.loads(row.steps))
+
+
+def _step_row(step: Step) -> dict[str, Any]:
+    return {
+        "source": step.source, "run_id": step.run_id, "step_id": step.step_id,
+        "step": step.step, "agent": step.agent, "agent_id": step.agent_id,
+        "status": step.status, "started_at": step.started_at, "ended_at": step.ended_at,
+        "retries": step.retries,
+    }
+
+
+def _step(row: Any) -> Step:
+    return Step(
+        source=row.source, run_id=row.run_id, step_id=row.step_id, step=row.step,
+        agent=row.agent, agent_id=row.agent_id, status=row.status, started_at=row.started_at,
+        ended_at=row.ended_at, retries=row.retries)

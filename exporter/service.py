@@ -1,0 +1,69 @@
+"""The composition root: builds the ledger, state, pipeline and renderer from the settings."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+
+from exporter.config import FileConfig, load_config
+from exporter.ledger import Ledger, make_engine, migrate
+from exporter.metrics import MetricsRenderer
+from exporter.pipeline import IngestPipeline
+from exporter.pricing import load_price_table
+from exporter.settings import Settings
+from exporter.state import FleetState
+from exporter.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Exporter:
+    """Everything the API, the CLI and an embedding orchestrator need, wired together."""
+
+    settings: Settings
+    config: FileConfig
+    ledger: Ledger
+    state: FleetState
+    pipeline: IngestPipeline
+    renderer: MetricsRenderer
+    telemetry: Telemetry
+
+    def start(self) -> None:
+        """Migrate the ledger, restore the counters from it, start the writer."""
+        started = time.perf_counter()
+        migrate(self.ledger.engine)
+        snapshot = self.ledger.load_snapshot(self.config.budgets, time.time())
+        self.state.restore(snapshot)
+        self.pipeline.start()
+        log.info("ledger ready in %.2f s: %d counters, %d agents, %d tasks in flight",
+                 time.perf_counter() - started, len(snapshot.counters), len(snapshot.agents),
+                 len(snapshot.tasks))
+
+    def close(self) -> None:
+        """Commit what is queued and release the database."""
+        self.pipeline.stop()
+        self.ledger.engine.dispose()
+
+
+def build_exporter(settings: Settings, *, registry: CollectorRegistry | None = None,
+                   config: FileConfig | None = None) -> Exporter:
+    """Build (not start) an exporter; `registry` defaults to a fresh one, never the global."""
+    config = config if config is not None else load_config(settings.config_file)
+    registry = registry if registry is not None else CollectorRegistry()
+    telemetry = Telemetry(registry)
+    state = FleetState(prices=load_price_table(config.pricing), budgets=config.budgets,
+                       label_value_limit=settings.label_value_limit)
+    lock = threading.Lock()
+    ledger = Ledger(make_engine(settings.database_url,
+                                sqlite_synchronous=settings.sqlite_synchronous))
+    pipeline = IngestPipeline(ledger=ledger, state=state, lock=lock, telemetry=telemetry)
+    renderer = MetricsRenderer(state=state, lock=lock, registry=registry,
+                               budgets=config.budgets,
+                               live_agent_limit=settings.live_agent_limit)
+    return Exporter(settings=settings, config=config, ledger=ledger, state=state,
+                    pipeline=pipeline, renderer=renderer, telemetry=telemetry)

@@ -1,0 +1,44 @@
+"""One typed settings object, read from `EXPORTER_*` variables and command-line flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Validated once at start; a bad value stops the program with one clear line."""
+
+    model_config = SettingsConfigDict(env_prefix="EXPORTER_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8088, ge=1, le=65535)
+    database_url: str = "sqlite:///orchestrator-exporter.db"
+    config_file: Path | None = None
+    admin_token: SecretStr | None = None
+    label_value_limit: int = Field(default=100, ge=1, le=100_000)
+    live_agent_limit: int = Field(default=5000, ge=0, le=1_000_000)
+    # FULL survives power loss; NORMAL survives a crashed or killed process, and is faster.
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_batch_events: int = Field(default=10_000, ge=1)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError("must start with sqlite:// or postgresql://")
+        if value.startswith("postgresql://"):
+            return "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+    @field_validator("config_file")
+    @classmethod
+    def _config_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a readable file")
+        return value

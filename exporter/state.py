@@ -1,0 +1,646 @@
+"""The fleet as the events describe it: entities, counters and histograms, in memory.
+
+`FleetState.apply` is the only place where an event changes anything. The ledger persists what
+changed (`take_changes`) in the same transaction as the events, and `restore` rebuilds the state
+from those rows at start, so counters continue exactly where they were.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from exporter.budgets import BudgetTracker, epoch_day
+from exporter.config import Budget
+from exporter.events import TERMINAL_AGENT_STATUSES, Event
+from exporter.labels import LabelLimiter
+from exporter.pricing import NANO_PER_USD, PriceTable, usd_to_nano
+from exporter.series import CounterFamily, Histogram, HistogramFamily, split_key
+
+UNKNOWN: Final = "unknown"
+NONE: Final = "none"
+UNSPECIFIED: Final = "unspecified"
+# Terminal events repeated for a task or run already ended are ignored; this many are remembered.
+ENDED_MEMORY: Final = 100_000
+
+_EXPONENTIAL_SECONDS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                               1.0, 2.5, 5.0)
+
+
+@dataclass(slots=True)
+class Agent:
+    source: str
+    agent_id: str
+    role: str = UNKNOWN
+    model: str = UNKNOWN
+    status: str = "pending"
+    task_id: str | None = None
+    task_type: str = NONE
+    workflow: str = NONE
+    context_tokens: int = 0
+    context_limit: int = 0
+    cost_nano: int = 0
+    tokens: int = 0
+    last_activity: float = 0.0
+    created_at: float = 0.0
+    deleted: bool = False
+    label_text: str | None = field(default=None, compare=False)
+
+    @property
+    def live(self) -> bool:
+        return not self.deleted and self.status not in TERMINAL_AGENT_STATUSES
+
+
+@dataclass(slots=True)
+class Task:
+    source: str
+    task_id: str
+    task_type: str = UNKNOWN
+    complexity: str | None = None
+    analyst: bool | None = None
+    mode: str | None = None
+    status: str = "pending"
+    submitted_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    cost_nano: int = 0
+    has_analyst_agent: bool = False
+
+    @property
+    def analyst_label(self) -> str:
+        return "included" if self.analyst or self.has_analyst_agent else "excluded"
+
+
+@dataclass(slots=True)
+class Run:
+    source: str
+    run_id: str
+    workflow: str = UNKNOWN
+    status: str = "running"
+    started_at: float | None = None
+    ended_at: float | None = None
+    steps: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Step:
+    source: str
+    run_id: str
+    step_id: str
+    step: str = UNKNOWN
+    agent: str = UNKNOWN
+    agent_id: str | None = None
+    status: str = "pending"
+    started_at: float | None = None
+    ended_at: float | None = None
+    retries: int = 0
+
+
+AgentKey = tuple[str, str]
+StepKey = tuple[str, str, str]
+DailyKey = tuple[int, str, str, str, str, str]
+
+
+@dataclass(slots=True)
+class Changes:
+    """What a batch changed, for the ledger to write in the batch's transaction."""
+
+    counters: dict[str, int]
+    histograms: dict[str, Histogram]
+    agents: list[Agent]
+    tasks: list[Task]
+    runs: list[Run]
+    steps: list[Step]
+    label_values: list[tuple[str, str]]
+    daily_cost: dict[DailyKey, int]
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """What the ledger hands back at start."""
+
+    counters: dict[str, int] = field(default_factory=dict)
+    histograms: dict[str, Histogram] = field(default_factory=dict)
+    agents: list[Agent] = field(default_factory=list)
+    tasks: list[Task] = field(default_factory=list)
+    ended_tasks: list[tuple[str, str]] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)
+    ended_runs: list[tuple[str, str]] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    label_values: dict[str, set[str]] = field(default_factory=dict)
+    budget_days: dict[str, dict[int, int]] = field(default_factory=dict)
+    budget_first_day: int = 0
+
+
+class Families:
+    """Every persisted counter and histogram family of the fleet."""
+
+    def __init__(self) -> None:
+        c, h = CounterFamily, HistogramFamily
+        usage = ("source", "role", "model", "task_type", "workflow")
+        task = ("source", "task_type", "analyst")
+        step = ("source", "workflow", "step", "agent")
+        self.cost = c("orchestrator_cost_usd_total", "Cost of agent usage in US dollars.", usage,
+                      scale=NANO_PER_USD)
+        self.tokens = c("orchestrator_tokens_total", "Tokens used, by type: input, output, "
+                        "cache_read, cache_creation.", (*usage, "type"))
+        self.unpriced = c("orchestrator_unpriced_usage_events_total", "Usage events without "
+                          "cost_usd whose model is not in the price table (costed at 0).",
+                          ("source", "model"))
+        self.agents_created = c("orchestrator_agents_created_total", "Agents created.",
+                                ("source", "role", "model"))
+        self.tasks_submitted = c("orchestrator_tasks_submitted_total", "Tasks submitted.", task)
+        self.tasks = c("orchestrator_tasks_total", "Tasks ended, by final status: completed, "
+                       "failed, cancelled.", ("source", "task_type", "status", "analyst"))
+        self.task_duration = h("orchestrator_task_duration_seconds", "Task duration from start "
+                               "(or submission) to end.", ("source", "task_type", "analyst",
+                                                           "status"),
+                               (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200))
+        self.task_cost = h("orchestrator_task_cost_usd", "Cost of the agents' usage attributed "
+                           "to a task, observed when it ends.",
+                           ("source", "task_type", "analyst", "status"),
+                           (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25))
+        self.runs_started = c("orchestrator_workflow_runs_started_total",
+                              "Workflow runs started.", ("source", "workflow"))
+        self.runs = c("orchestrator_workflow_runs_total", "Workflow runs ended, by status: "
+                      "completed, failed, cancelled.", ("source", "workflow", "status"))
+        self.run_duration = h("orchestrator_workflow_run_duration_seconds",
+                              "Workflow run duration.", ("source", "workflow", "status"),
+                              (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400))
+        self.step_duration = h("orchestrator_step_duration_seconds", "Duration of completed and "
+                               "failed workflow steps.", step,
+                               (0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800))
+        self.steps = c("orchestrator_steps_total", "Steps ended, by status: completed, failed, "
+                       "skipped, cancelled.", (*step, "status"))
+        self.step_retries = c("orchestrator_step_retries_total", "Step retries.", step)
+        self.tool_calls = c("orchestrator_tool_calls_total", "Tool calls, by outcome: success, "
+                            "error.", ("source", "role", "tool", "outcome"))
+        self.tool_duration = h("orchestrator_tool_call_duration_seconds", "Tool call duration.",
+                               ("source", "role", "tool"),
+                               (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
+        self.errors = c("orchestrator_errors_total", "Failures by origin (task, workflow, step, "
+                        "tool_call) and error type.", ("source", "origin", "error_type"))
+        self.logs = c("orchestrator_log_entries_total", "Log entries by level: debug, info, "
+                      "warning, error, critical.", ("source", "level"))
+        self.accepted = c("orchestrator_exporter_events_accepted_total",
+                          "Events stored, by event type.", ("type",))
+        self.duplicates = c("orchestrator_exporter_events_duplicate_total", "Events acknowledged "
+                            "as duplicates of an accepted id and counted nowhere.", ("type",))
+
+    def counters(self) -> list[CounterFamily]:
+        return [value for value in vars(self).values() if isinstance(value, CounterFamily)]
+
+    def histograms(self) -> list[HistogramFamily]:
+        return [value for value in vars(self).values() if isinstance(value, HistogramFamily)]
+
+
+EXPORTER_DURATION_BUCKETS: Final = _EXPONENTIAL_SECONDS
+
+
+class FleetState:
+    """Applies validated events; owned by the single ledger writer, read by the renderer."""
+
+    def __init__(self, *, prices: PriceTable, budgets: tuple[Budget, ...],
+                 label_value_limit: int) -> None:
+        self.prices = prices
+        self._budget_config = budgets
+        self._label_value_limit = label_value_limit
+        self._reset(LabelLimiter(label_value_limit))
+
+    def _reset(self, limiter: LabelLimiter) -> None:
+        self.families = Families()
+        self.limiter = limiter
+        self.budgets = BudgetTracker(self._budget_config)
+        self.agents: dict[AgentKey, Agent] = {}
+        self.live: dict[AgentKey, Agent] = {}
+        self.agent_counts: dict[tuple[str, str, str], int] = {}
+        self.tasks: dict[AgentKey, Task] = {}
+        self.task_agents: dict[AgentKey, set[AgentKey]] = {}
+        self.ended_tasks: dict[AgentKey, None] = {}
+        self.runs: dict[AgentKey, Run] = {}
+        self.ended_runs: dict[AgentKey, None] = {}
+        self.steps: dict[StepKey, Step] = {}
+        self._dirty_agents: dict[AgentKey, Agent] = {}
+        self._dirty_tasks: dict[AgentKey, Task] = {}
+        self._dirty_runs: dict[AgentKey, Run] = {}
+        self._dirty_steps: dict[StepKey, Step] = {}
+        self._daily_cost: dict[DailyKey, int] = {}
+        self._handlers: dict[str, Callable[[Event], None]] = self._build_handlers()
+
+    # -- applying events ---------------------------------------------------------------------
+
+    def apply(self, event: Event) -> None:
+        self._handlers[event.type](event)
+        self.families.accepted.inc((event.type,))
+
+    def count_duplicate(self, event_type: str) -> None:
+        self.families.duplicates.inc((event_type,))
+
+    def _build_handlers(self) -> dict[str, Callable[[Event], None]]:
+        handlers: dict[str, Callable[[Event], None]] = {
+            "agent.created": self._agent_created,
+            "agent.status_changed": self._agent_status_changed,
+            "agent.usage": self._agent_usage,
+            "agent.tool_call": self._agent_tool_call,
+            "agent.deleted": self._agent_deleted,
+            "task.submitted": self._task_submitted,
+            "task.started": self._task_started,
+            "workflow.started": self._workflow_started,
+            "log.entry": self._log_entry,
+            "metrics.update": lambda event: None,
+        }
+        for status in ("completed", "failed", "cancelled"):
+            handlers[f"task.{status}"] = self._task_ended
+            handlers[f"workflow.{status}"] = self._workflow_ended
+        for kind in ("started", "completed", "failed", "skipped", "cancelled", "retried"):
+            handlers[f"step.{kind}"] = self._step_event
+        return handlers
+
+    def _label(self, label: str, value: str) -> str:
+        return self.limiter.value(label, value)
+
+    # agents
+
+    def _agent(self, source: str, agent_id: str, timestamp: float, role: str = UNKNOWN) -> Agent:
+        key = (source, agent_id)
+        agent = self.agents.get(key)
+        if agent is None:
+            agent = Agent(source, agent_id, role=role, created_at=timestamp)
+            self.agents[key] = agent
+            self.live[key] = agent
+            self._count_agent(agent, 1)
+        agent.last_activity = max(agent.last_activity, timestamp)
+        self._dirty_agents[key] = agent
+        return agent
+
+    def _count_agent(self, agent: Agent, delta: int) -> None:
+        key = (self._label("source", agent.source), self._label("role", agent.role), agent.status)
+        self.agent_counts[key] = self.agent_counts.get(key, 0) + delta
+
+    def _agent_created(self, event: Event) -> None:
+        fields = event.fields
+        is_new = (event.source, fields["agent_id"]) not in self.agents
+        agent = self._agent(event.source, fields["agent_id"], event.timestamp, fields["role"])
+        self._count_agent(agent, -1)
+        agent.role = fields["role"]
+        agent.model = fields.get("model", agent.model)
+        agent.context_limit = fields.get("context_limit_tokens", agent.context_limit)
+        agent.label_text = None
+        self._count_agent(agent, 1)
+        if "task_id" in fields:
+            self._attach_task(agent, fields["task_id"])
+        if is_new:
+            self.families.agents_created.inc((
+                self._label("source", agent.source), self._label("role", agent.role),
+                self._label("model", agent.model)))
+
+    def _attach_task(self, agent: Agent, task_id: str) -> None:
+        agent.task_id = task_id
+        task_key = (agent.source, task_id)
+        self.task_agents.setdefault(task_key, set()).add((agent.source, agent.agent_id))
+        task = self.tasks.get(task_key)
+        if task is not None:
+            agent.task_type = task.task_type
+            if agent.role == "ANALYST" and not task.has_analyst_agent:
+                task.has_analyst_agent = True
+                self._dirty_tasks[task_key] = task
+        elif task_key not in self.ended_tasks:
+            agent.task_type = UNKNOWN
+
+    def _agent_status_changed(self, event: Event) -> None:
+        agent = self._agent(event.source, event.fields["agent_id"], event.timestamp)
+        self._count_agent(agent, -1)
+        agent.status = event.fields["status"]
+        self._count_agent(agent, 1)
+        key = (agent.source, agent.agent_id)
+        if agent.live:
+            self.live.setdefault(key, agent)
+        else:
+            self.live.pop(key, None)
+
+    def _usage_labels(self, agent: Agent, model: str) -> tuple[str, str, str, str, str]:
+        label = self._label
+        return (label("source", agent.source), label("role", agent.role), label("model", model),
+                label("task_type", agent.task_type), label("workflow", agent.workflow))
+
+    def _agent_usage(self, event: Event) -> None:
+        fields = event.fields
+        agent = self._agent(event.source, fields["agent_id"], event.timestamp)
+        model = fields.get("model") or agent.model
+        if agent.model == UNKNOWN and model != UNKNOWN:
+            agent.model = model
+        input_tokens = fields.get("input_tokens", 0)
+        output_tokens = fields.get("output_tokens", 0)
+        cache_read = fields.get("cache_read_tokens", 0)
+        cache_creation = fields.get("cache_creation_tokens", 0)
+        cost = self._cost_nano(event, model, input_tokens, output_tokens, cache_read,
+                               cache_creation)
+        labels = self._usage_labels(agent, model)
+        families = self.families
+        if cost:
+            families.cost.inc(labels, cost)
+        for token_type, count in (("input", input_tokens), ("output", output_tokens),
+                                  ("cache_read", cache_read), ("cache_creation", cache_creation)):
+            if count:
+                families.tokens.inc((*labels, token_type), count)
+        agent.cost_nano += cost
+        agent.tokens += input_tokens + output_tokens + cache_read + cache_creation
+        if "context_tokens" in fields:
+            agent.context_tokens = fields["context_tokens"]
+        if cost:
+            self._attribute_cost(agent, model, event.timestamp, cost)
+
+    def _cost_nano(self, event: Event, model: str, input_tokens: int, output_tokens: int,
+                   cache_read: int, cache_creation: int) -> int:
+        cost_usd = event.fields.get("cost_usd")
+        if cost_usd is not None:
+            return usd_to_nano(cost_usd)
+        price = self.prices.lookup(model)
+        if price is None:
+            self.families.unpriced.inc((self._label("source", event.source),
+                                        self._label("model", model)))
+            return 0
+        return price.cost_nano(input_tokens, output_tokens, cache_read, cache_creation)
+
+    def _attribute_cost(self, agent: Agent, model: str, timestamp: float, cost: int) -> None:
+        if agent.task_id is not None:
+            task = self.tasks.get((agent.source, agent.task_id))
+            if task is not None:
+                task.cost_nano += cost
+                self._dirty_tasks[(task.source, task.task_id)] = task
+        day_key = (epoch_day(timestamp), agent.source, agent.role, model, agent.task_type,
+                   agent.workflow)
+        self._daily_cost[day_key] = self._daily_cost.get(day_key, 0) + cost
+        self.budgets.add(timestamp, {"role": agent.role, "model": model,
+                                     "task_type": agent.task_type,
+                                     "workflow": agent.workflow}, cost)
+
+    def _agent_tool_call(self, event: Event) -> None:
+        fields = event.fields
+        agent = self._agent(event.source, fields["agent_id"], event.timestamp)
+        labels = (self._label("source", event.source), self._label("role", agent.role),
+                  self._label("tool", fields["tool"]))
+        self.families.tool_calls.inc((*labels, fields["outcome"]))
+        if "duration_seconds" in fields:
+            self.families.tool_duration.observe(labels, fields["duration_seconds"])
+        if fields["outcome"] == "error":
+            self._count_error(event.source, "tool_call", fields.get("error_type"))
+
+    def _agent_deleted(self, event: Event) -> None:
+        key = (event.source, event.fields["agent_id"])
+        agent = self.agents.pop(key, None)
+        if agent is None:
+            return
+        self._count_agent(agent, -1)
+        self.live.pop(key, None)
+        agent.deleted = True
+        agent.last_activity = max(agent.last_activity, event.timestamp)
+        self._dirty_agents[key] = agent
+        if agent.task_id is not None:
+            members = self.task_agents.get((agent.source, agent.task_id))
+            if members is not None:
+                members.discard(key)
+
+    def _touch_agent(self, source: str, agent_id: str | None, timestamp: float) -> None:
+        if agent_id is None:
+            return
+        agent = self.agents.get((source, agent_id))
+        if agent is not None and timestamp > agent.last_activity:
+            agent.last_activity = timestamp
+            self._dirty_agents[(source, agent_id)] = agent
+
+    # tasks
+
+    def _task(self, source: str, task_id: str) -> Task | None:
+        key = (source, task_id)
+        if key in self.ended_tasks:
+            return None
+        task = self.tasks.get(key)
+        if task is None:
+            task = self.tasks[key] = Task(source, task_id)
+        self._dirty_tasks[key] = task
+        return task
+
+    def _task_submitted(self, event: Event) -> None:
+        fields = event.fields
+        task = self._task(event.source, fields["task_id"])
+        if task is None:
+            return
+        first = task.submitted_at is None
+        task.task_type = fields.get("task_type", task.task_type)
+        task.complexity = fields.get("complexity", task.complexity)
+        task.analyst = fields.get("analyst", task.analyst)
+        task.mode = fields.get("mode", task.mode)
+        if first:
+            task.submitted_at = event.timestamp
+            self.families.tasks_submitted.inc((
+                self._label("source", task.source), self._label("task_type", task.task_type),
+                task.analyst_label))
+        for agent_key in self.task_agents.get((task.source, task.task_id), ()):
+            agent = self.agents.get(agent_key)
+            if agent is not None:
+                agent.task_type = task.task_type
+                task.has_analyst_agent = task.has_analyst_agent or agent.role == "ANALYST"
+
+    def _task_started(self, event: Event) -> None:
+        task = self._task(event.source, event.fields["task_id"])
+        if task is not None:
+            task.status = "running"
+            task.started_at = event.timestamp
+
+    def _task_ended(self, event: Event) -> None:
+        task = self._task(event.source, event.fields["task_id"])
+        if task is None:
+            return
+        key = (task.source, task.task_id)
+        del self.tasks[key]
+        self.task_agents.pop(key, None)
+        self._remember(self.ended_tasks, key)
+        task.status = event.type.partition(".")[2]
+        task.ended_at = event.timestamp
+        labels = (self._label("source", task.source), self._label("task_type", task.task_type),
+                  task.analyst_label, task.status)
+        self.families.tasks.inc((labels[0], labels[1], task.status, labels[2]))
+        started = task.started_at if task.started_at is not None else task.submitted_at
+        if started is not None:
+            self.families.task_duration.observe(labels, max(0.0, event.timestamp - started))
+            self.families.task_cost.observe(labels, task.cost_nano / NANO_PER_USD)
+        if task.status == "failed":
+            self._count_error(task.source, "task", event.fields.get("error_type"))
+
+    @staticmethod
+    def _remember(ended: dict[AgentKey, None], key: AgentKey) -> None:
+        ended[key] = None
+        if len(ended) > ENDED_MEMORY:
+            del ended[next(iter(ended))]
+
+    # workflow runs and steps
+
+    def _run(self, source: str, run_id: str) -> Run | None:
+        key = (source, run_id)
+        if key in self.ended_runs:
+            return None
+        run = self.runs.get(key)
+        if run is None:
+            run = self.runs[key] = Run(source, run_id)
+        self._dirty_runs[key] = run
+        return run
+
+    def _workflow_started(self, event: Event) -> None:
+        fields = event.fields
+        run = self._run(event.source, fields["run_id"])
+        if run is None or run.started_at is not None:
+            return
+        run.workflow = fields["workflow"]
+        run.steps = fields.get("steps", [])
+        run.started_at = event.timestamp
+        self.families.runs_started.inc((self._label("source", run.source),
+                                        self._label("workflow", run.workflow)))
+
+    def _workflow_ended(self, event: Event) -> None:
+        run = self._run(event.source, event.fields["run_id"])
+        if run is None:
+            return
+        key = (run.source, run.run_id)
+        del self.runs[key]
+        self._remember(self.ended_runs, key)
+        for step_key in [step_key for step_key in self.steps if step_key[:2] == key]:
+            del self.steps[step_key]
+        run.status = event.type.partition(".")[2]
+        run.ended_at = event.timestamp
+        labels = (self._label("source", run.source), self._label("workflow", run.workflow),
+                  run.status)
+        self.families.runs.inc(labels)
+        if run.started_at is not None:
+            self.families.run_duration.observe(labels, max(0.0, event.timestamp - run.started_at))
+        if run.status == "failed":
+            self._count_error(run.source, "workflow", event.fields.get("error_type"))
+
+    def _step(self, event: Event) -> tuple[Step, str]:
+        fields = event.fields
+        run = self.runs.get((event.source, fields["run_id"]))
+        key = (event.source, fields["run_id"], fields["step_id"])
+        step = self.steps.get(key)
+        if step is None:
+            step = Step(event.source, fields["run_id"], fields["step_id"],
+                        step=fields["step_id"])
+            if run is not None:
+                self.steps[key] = step
+        step.step = fields.get("step", step.step)
+        step.agent = fields.get("agent", step.agent)
+        step.agent_id = fields.get("agent_id", step.agent_id)
+        if run is not None:
+            self._dirty_steps[key] = step
+        return step, run.workflow if run is not None else UNKNOWN
+
+    def _step_event(self, event: Event) -> None:
+        step, workflow = self._step(event)
+        kind = event.type.partition(".")[2]
+        labels = (self._label("source", step.source), self._label("workflow", workflow),
+                  self._label("step", step.step), self._label("agent", step.agent))
+        if kind in ("started", "retried"):
+            if kind == "retried":
+                step.retries += 1
+                self.families.step_retries.inc(labels)
+            step.status = "running"
+            step.started_at = event.timestamp
+            self._assign_workflow(step, workflow, event.timestamp)
+            return
+        step.status = kind
+        step.ended_at = event.timestamp
+        self.families.steps.inc((*labels, kind))
+        if kind in ("completed", "failed") and step.started_at is not None:
+            self.families.step_duration.observe(labels,
+                                                max(0.0, event.timestamp - step.started_at))
+        if kind == "failed":
+            self._count_error(step.source, "step", event.fields.get("error_type"))
+        self._touch_agent(step.source, step.agent_id, event.timestamp)
+
+    def _assign_workflow(self, step: Step, workflow: str, timestamp: float) -> None:
+        if step.agent_id is None:
+            return
+        agent = self.agents.get((step.source, step.agent_id))
+        if agent is not None:
+            agent.workflow = workflow
+            agent.last_activity = max(agent.last_activity, timestamp)
+            self._dirty_agents[(agent.source, agent.agent_id)] = agent
+
+    # the rest
+
+    def _count_error(self, source: str, origin: str, error_type: str | None) -> None:
+        self.families.errors.inc((self._label("source", source), origin,
+                                  self._label("error_type", error_type or UNSPECIFIED)))
+
+    def _log_entry(self, event: Event) -> None:
+        self.families.logs.inc((self._label("source", event.source), event.fields["level"]))
+        self._touch_agent(event.source, event.fields.get("agent_id"), event.timestamp)
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def take_changes(self) -> Changes:
+        """Everything changed since the last call; the caller writes it or calls `restore`."""
+        counters: dict[str, int] = {}
+        for family in self.families.counters():
+            for labels in family.dirty:
+                counters[family.key(labels)] = family.values[labels]
+            family.dirty = set()
+        histograms: dict[str, Histogram] = {}
+        for histogram_family in self.families.histograms():
+            for labels in histogram_family.dirty:
+                histograms[histogram_family.key(labels)] = histogram_family.values[labels]
+            histogram_family.dirty = set()
+        changes = Changes(
+            counters=counters, histograms=histograms,
+            agents=list(self._dirty_agents.values()), tasks=list(self._dirty_tasks.values()),
+            runs=list(self._dirty_runs.values()), steps=list(self._dirty_steps.values()),
+            label_values=self.limiter.take_added(), daily_cost=self._daily_cost)
+        self._dirty_agents, self._dirty_tasks = {}, {}
+        self._dirty_runs, self._dirty_steps = {}, {}
+        self._daily_cost = {}
+        return changes
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Rebuild from the ledger's rows: counters exactly as last committed."""
+        self._reset(LabelLimiter(self._label_value_limit, snapshot.label_values))
+        self._restore_series(snapshot)
+        for agent in snapshot.agents:
+            key = (agent.source, agent.agent_id)
+            self.agents[key] = agent
+            if agent.live:
+                self.live[key] = agent
+            self._count_agent(agent, 1)
+            if agent.task_id is not None:
+                self.task_agents.setdefault((agent.source, agent.task_id), set()).add(key)
+        self.tasks = {(task.source, task.task_id): task for task in snapshot.tasks}
+        self.ended_tasks = dict.fromkeys(snapshot.ended_tasks)
+        self.runs = {(run.source, run.run_id): run for run in snapshot.runs}
+        self.ended_runs = dict.fromkeys(snapshot.ended_runs)
+        self.steps = {(step.source, step.run_id, step.step_id): step for step in snapshot.steps}
+        self.budgets.restore(snapshot.budget_first_day, snapshot.budget_days)
+
+    def _restore_series(self, snapshot: Snapshot) -> None:
+        counters = {family.name: family for family in self.families.counters()}
+        for key, value in snapshot.counters.items():
+            name, labels = split_key(key)
+            family = counters.get(name)
+            if family is not None:
+                family.values[labels] = value
+        histograms = {family.name: family for family in self.families.histograms()}
+        for key, histogram in snapshot.histograms.items():
+            name, labels = split_key(key)
+            histogram_family = histograms.get(name)
+            if histogram_family is not None:
+                histogram_family.values[labels] = histogram
+
+
+def agent_row(agent: Agent) -> dict[str, Any]:
+    return {
+        "source": agent.source, "agent_id": agent.agent_id, "role": agent.role,
+        "model": agent.model, "status": agent.status, "task_id": agent.task_id,
+        "task_type": agent.task_type, "workflow": agent.workflow,
+        "context_tokens": agent.context_tokens, "context_limit": agent.context_limit,
+        "cost_nano": agent.cost_nano, "tokens": agent.tokens,
+        "last_activity": agent.last_activity, "created_at": agent.created_at,
+        "deleted": agent.deleted,
+    }

@@ -1,0 +1,46 @@
+"""The exporter's own process metrics, on an injected prometheus_client registry."""
+
+from __future__ import annotations
+
+import platform
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+
+from exporter import __version__
+from exporter.state import EXPORTER_DURATION_BUCKETS
+
+REJECT_REASONS = ("invalid", "oversize", "malformed", "unauthorized")
+
+
+class Telemetry:
+    """Counters and timings of ingest, ledger and scrapes; they start from zero with the process."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        ProcessCollector(registry=registry)
+        Gauge("orchestrator_exporter_build_info", "Always 1; the exporter's version.",
+              ("version", "python_version"), registry=registry,
+              ).labels(__version__, platform.python_version()).set(1)
+        self.rejected = Counter("orchestrator_exporter_events_rejected", "Events refused, by "
+                                "reason: invalid, oversize, malformed, unauthorized.",
+                                ("reason",), registry=registry)
+        for reason in REJECT_REASONS:
+            self.rejected.labels(reason)
+        self.batch_duration = Histogram(
+            "orchestrator_exporter_ingest_batch_duration_seconds",
+            "Time from receiving a batch to its durable commit.", registry=registry,
+            buckets=EXPORTER_DURATION_BUCKETS)
+        self.commit_duration = Histogram(
+            "orchestrator_exporter_ledger_commit_duration_seconds",
+            "Duration of one ledger transaction.", registry=registry,
+            buckets=EXPORTER_DURATION_BUCKETS)
+        self.ledger_errors = Counter("orchestrator_exporter_ledger_errors", "Ledger failures, "
+                                     "by operation: write, read.", ("operation",),
+                                     registry=registry)
+        for operation in ("write", "read"):
+            self.ledger_errors.labels(operation)
+        self.render_duration = Histogram(
+            "orchestrator_exporter_metrics_render_duration_seconds", "Time to render /metrics.",
+            registry=registry, buckets=EXPORTER_DURATION_BUCKETS)
+        self.queue = Gauge("orchestrator_exporter_ingest_queue_events", "Events validated and "
+                           "waiting for the ledger writer.", registry=registry)
