@@ -49,6 +49,8 @@ RATIO = "percentunit"
 SECONDS = "s"
 BYTES = "bytes"
 EVENTS_PER_SECOND = "events/s"
+ERRORS_PER_SECOND = "errors/s"
+VALUES_PER_SECOND = "values/s"
 TIME_AGO = "dateTimeFromNow"
 
 P = TypeVar("P", bound="_PanelBuilder")

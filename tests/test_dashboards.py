@@ -244,8 +244,7 @@ def test_the_fleet_overview_shows_firing_alerts_from_alertmanager() -> None:
 
 def test_the_agents_table_joins_live_agents_with_their_numbers() -> None:
     agents = dashboards()["agents.json"]
-    table = next(panel for panel in panels(agents) if panel["title"] == "Live agents"
-                 and panel["type"] == "table")  # fmt: skip
+    table = next(panel for panel in panels(agents) if panel["title"] == "Every live agent")
     assert table["targets"][0]["expr"].startswith("orchestrator_agent_info{")
     assert all(target["instant"] and target["format"] == "table" for target in table["targets"])
     renamed = table["transformations"][1]["options"]["renameByName"]

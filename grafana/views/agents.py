@@ -80,7 +80,7 @@ def _summary_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Da
         )
         .with_panel(
             table_panel(
-                "Live agents", COUNT,
+                "Every live agent", COUNT,
                 table_query(INFO),
                 table_query(f"orchestrator_agent_cost_usd{{{AGENT}}} {JOIN}"),
                 table_query(f"orchestrator_agent_tokens{{{AGENT}}} {JOIN}"),
@@ -138,7 +138,7 @@ def _context_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Da
         .with_panel(
             Conditional(
                 table_panel(
-                    "Stuck agents", SECONDS,
+                    "Running agents silent for 10 minutes", SECONDS,
                     table_query(f"{IDLE} {JOIN} > {STUCK_SECONDS} {RUNNING}"),
                     description="Running agents without any event for more than 10 minutes.",
                     size=(12, 8),

@@ -10,9 +10,11 @@ from grafana import skeleton
 from grafana.panels import (
     BYTES,
     COUNT,
+    ERRORS_PER_SECOND,
     EVENTS_PER_SECOND,
     RATIO,
     SECONDS,
+    VALUES_PER_SECOND,
     Conditional,
     bar_gauge_panel,
     query,
@@ -119,22 +121,19 @@ def _ingest_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Das
             ).override_by_name("queued events", right_axis(COUNT))
         )
         .with_panel(
-            Conditional(
-                timeseries_panel(
-                    "Events rejected by reason", EVENTS_PER_SECOND,
-                    query(
-                        "sum by (reason) (rate("
-                        f"orchestrator_exporter_events_rejected_total{{{JOB}}}"
-                        "[$__rate_interval]))",
-                        "{{reason}}",
-                    ),
-                    description=(
-                        "Events refused: invalid, oversize, malformed or unauthorized. Sustained "
-                        "rejections mean a sender is misconfigured."
-                    ),
-                    stacked=True,
+            timeseries_panel(
+                "Events rejected by reason", EVENTS_PER_SECOND,
+                query(
+                    "sum by (reason) (rate("
+                    f"orchestrator_exporter_events_rejected_total{{{JOB}}}"
+                    "[$__rate_interval]))",
+                    "{{reason}}",
                 ),
-                "Empty until an event is rejected.",
+                description=(
+                    "Events refused: invalid, oversize, malformed or unauthorized. Sustained "
+                    "rejections mean a sender is misconfigured."
+                ),
+                stacked=True,
             )
         )
         .with_panel(
@@ -178,17 +177,14 @@ def _scrape_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Das
             )
         )
         .with_panel(
-            Conditional(
-                timeseries_panel(
-                    "Ledger errors by operation", EVENTS_PER_SECOND,
-                    query(
-                        "sum by (operation) (rate("
-                        f"orchestrator_exporter_ledger_errors_total{{{JOB}}}[$__rate_interval]))",
-                        "{{operation}}",
-                    ),
-                    description="Ledger failures per second, by operation (write, read).",
+            timeseries_panel(
+                "Ledger errors by operation", ERRORS_PER_SECOND,
+                query(
+                    "sum by (operation) (rate("
+                    f"orchestrator_exporter_ledger_errors_total{{{JOB}}}[$__rate_interval]))",
+                    "{{operation}}",
                 ),
-                "Empty until the ledger fails.",
+                description="Ledger failures per second, by operation (write, read).",
             )
         )
         .with_panel(
@@ -244,18 +240,15 @@ def _caps_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Dashb
             )
         )
         .with_panel(
-            Conditional(
-                timeseries_panel(
-                    "Label values reported as other", EVENTS_PER_SECOND,
-                    query(
-                        "sum by (label) (rate("
-                        f"orchestrator_exporter_label_overflow_total{{{JOB}}}[$__rate_interval]))",
-                        "{{label}}",
-                    ),
-                    description="Values folded into `other` per second because the label was full.",
-                    size=(24, 7),
+            timeseries_panel(
+                "Label values reported as other", VALUES_PER_SECOND,
+                query(
+                    "sum by (label) (rate("
+                    f"orchestrator_exporter_label_overflow_total{{{JOB}}}[$__rate_interval]))",
+                    "{{label}}",
                 ),
-                "Empty while every label is under its cap.",
+                description="Values folded into `other` per second because the label was full.",
+                size=(24, 7),
             )
         )
     )
