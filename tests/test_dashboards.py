@@ -338,3 +338,11 @@ def test_substitution_for_all_leaves_no_variable() -> None:
         for panel in panels(board):
             for target in panel.get("targets") or []:
                 assert "$" not in substitute_all(target["expr"], board), target["expr"]
+
+
+def test_the_documentation_names_every_dashboard_and_panel() -> None:
+    text = " ".join((ROOT / "docs" / "dashboards.md").read_text().split())
+    for board in dashboards().values():
+        assert f"`{board['uid']}`" in text
+        for panel in panels(board):
+            assert panel["title"] in text, f"docs/dashboards.md does not name {panel['title']}"
