@@ -11,6 +11,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
@@ -221,33 +222,58 @@ def _check_text(name: str, value: object) -> str:
     return value
 
 
-def _check_value(spec: Field, value: object) -> object:
-    kind = spec.kind
-    if kind == "name":
-        return _check_name(spec.name, value)
-    if kind == "count":
-        return _check_count(spec.name, value)
-    if kind == "usd":
-        return _check_number(spec.name, value, MAX_USD)
-    if kind == "seconds":
-        return _check_number(spec.name, value, MAX_SECONDS)
-    if kind == "enum":
-        if not isinstance(value, str) or value not in spec.choices:
-            raise _InvalidFieldError(spec.name, "must be one of " + ", ".join(spec.choices))
-        return value
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise _InvalidFieldError(spec.name, "must be true or false")
-        return value
-    if kind == "text":
-        return _check_text(spec.name, value)
-    if kind == "names":
-        if not isinstance(value, list) or len(value) > MAX_LIST_ITEMS:
-            raise _InvalidFieldError(spec.name, f"must be a list of at most {MAX_LIST_ITEMS} names")
-        return [_check_name(spec.name, item) for item in value]
+def _check_enum(spec: Field, value: object) -> str:
+    if not isinstance(value, str) or value not in spec.choices:
+        raise _InvalidFieldError(spec.name, "must be one of " + ", ".join(spec.choices))
+    return value
+
+
+def _check_bool(spec: Field, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _InvalidFieldError(spec.name, "must be true or false")
+    return value
+
+
+def _check_names(spec: Field, value: object) -> list[str]:
+    if not isinstance(value, list) or len(value) > MAX_LIST_ITEMS:
+        raise _InvalidFieldError(spec.name, f"must be a list of at most {MAX_LIST_ITEMS} names")
+    return [_check_name(spec.name, item) for item in value]
+
+
+def _check_object(spec: Field, value: object) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _InvalidFieldError(spec.name, "must be an object")
     return value
+
+
+Checker = Callable[[object], object]
+
+
+def _checker(spec: Field) -> Checker:
+    """A checker for one field, with the common valid case tested first and cheaply."""
+    name, match = spec.name, _NAME_PATTERN.fullmatch
+    if spec.kind == "name":
+        return lambda value: value if type(value) is str and match(value) \
+            else _check_name(name, value)
+    if spec.kind == "count":
+        return lambda value: value if type(value) is int and 0 <= value <= MAX_COUNT \
+            else _check_count(name, value)
+    if spec.kind in ("usd", "seconds"):
+        upper = MAX_USD if spec.kind == "usd" else MAX_SECONDS
+        return lambda value: _check_number(name, value, upper)
+    if spec.kind == "text":
+        return lambda value: _check_text(name, value)
+    check: Callable[[Field, object], object] = {
+        "enum": _check_enum, "bool": _check_bool, "names": _check_names,
+        "object": _check_object}[spec.kind]
+    return lambda value: check(spec, value)
+
+
+CompiledField = tuple[str, tuple[str, ...], Checker, bool]
+_COMPILED: Final[dict[str, tuple[CompiledField, ...]]] = {
+    event_type: tuple((spec.name, spec.aliases, _checker(spec), spec.required) for spec in specs)
+    for event_type, specs in EVENT_TYPES.items()
+}
 
 
 _TIMESTAMP_FORMAT: Final = "must be an RFC 3339 date-time or Unix seconds"
@@ -274,16 +300,6 @@ def parse_timestamp(value: object, received: float) -> float:
     if seconds < EARLIEST_TIMESTAMP or seconds > received + MAX_CLOCK_SKEW_SECONDS:
         raise _InvalidFieldError("timestamp", "must lie between 2000 and one day after receipt")
     return seconds
-
-
-def _lookup(raw: dict[str, Any], spec: Field) -> object:
-    value = raw.get(spec.name)
-    if value is None:
-        for alias in spec.aliases:
-            value = raw.get(alias)
-            if value is not None:
-                break
-    return value
 
 
 def _event_id(raw: dict[str, Any]) -> str | None:
@@ -319,13 +335,18 @@ def _normalize(raw: object, received: float) -> Event:
     event_type = _event_type(raw)
     flat = _flatten(raw)
     fields: dict[str, Any] = {}
-    for spec in EVENT_TYPES[event_type]:
-        value = _lookup(flat, spec)
+    for name, aliases, check, required in _COMPILED[event_type]:
+        value = flat.get(name)
         if value is None:
-            if spec.required:
-                raise _InvalidFieldError(spec.name, "is required")
-            continue
-        fields[spec.name] = _check_value(spec, value)
+            for alias in aliases:
+                value = flat.get(alias)
+                if value is not None:
+                    break
+            else:
+                if required:
+                    raise _InvalidFieldError(name, "is required")
+                continue
+        fields[name] = check(value)
     source = raw.get("source")
     return Event(
         type=event_type,
