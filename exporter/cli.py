@@ -110,7 +110,12 @@ def _demo_config(settings: Settings) -> FileConfig:
 
 
 def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
+    import prometheus_client
     import uvicorn
+
+    # The serving process decides: no `_created` companion series, which 0.0.4 text turns into
+    # stray gauge families that nobody queries.
+    prometheus_client.disable_created_metrics()
 
     from exporter.api import create_app
     from exporter.service import build_exporter

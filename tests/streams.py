@@ -153,10 +153,15 @@ class _Builder:
             self.emit({"type": "step.started", "workflowId": "release", "executionId": run_id,
                        "stepId": step, "data": {"agentId": self.agents[index][0],
                                                 "agent": "BUILDER"}})
+            if self.rng.random() < 0.2:
+                self.emit({"type": "step.retried", "workflowId": "release",
+                           "executionId": run_id, "stepId": step})
             status = "failed" if self.rng.random() < 0.15 else "completed"
             self.expected.steps_by_status[status] += 1
             self.emit({"type": f"step_{status}", "runId": run_id, "stepId": step,
                        "stepName": step, "errorType": "timeout"})
+        self.emit({"type": "metrics.update", "workflowId": "release",
+                   "metrics": {"queue_depth": index, "workers": 4}})
         run_status = self.rng.choice(("completed", "failed"))
         self.expected.runs_by_status[run_status] += 1
         self.emit({"type": f"workflow.{run_status}", "workflowId": "release",

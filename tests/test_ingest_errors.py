@@ -1,0 +1,154 @@
+"""Bad input gets a 4xx with the structured error body, nothing of it is stored, and the exporter
+keeps serving."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import ExporterProcess
+
+VALID = {"type": "agent.created", "agent_id": "a-1", "role": "BUILDER", "model": "claude-haiku-4-5"}
+USAGE = {"type": "agent.usage", "agent_id": "a-1", "input_tokens": 10}
+
+# (case name, body, content type, expected status, field named in the details or None)
+CASES: list[tuple[str, Any, str, int, str | None]] = [
+    ("malformed json", b'{"type": "agent.created", ', "application/json", 400, None),
+    ("empty body", b"", "application/json", 400, None),
+    ("invalid utf-8", b'{"type": "agent.created", "agent_id": "\xff\xfe", "role": "X"}',
+     "application/json", 400, None),
+    ("ndjson bad line", b'{"type": "agent.deleted", "agent_id": "a"}\n{oops\n',
+     "application/x-ndjson", 400, None),
+    ("not an object", [42], "application/json", 422, ""),
+    ("unknown type", [{"type": "agent.exploded", "agent_id": "a"}], "application/json", 422,
+     "type"),
+    ("missing type", [{"agent_id": "a"}], "application/json", 422, "type"),
+    ("missing agent id", [{"type": "agent.usage", "input_tokens": 5}], "application/json", 422,
+     "agent_id"),
+    ("string for a count", [{**USAGE, "input_tokens": "12"}], "application/json", 422,
+     "input_tokens"),
+    ("boolean for a count", [{**USAGE, "input_tokens": True}], "application/json", 422,
+     "input_tokens"),
+    ("negative tokens", [{**USAGE, "input_tokens": -1}], "application/json", 422, "input_tokens"),
+    ("absurd tokens", [{**USAGE, "input_tokens": 10**15}], "application/json", 422,
+     "input_tokens"),
+    ("fractional tokens", [{**USAGE, "output_tokens": 1.5}], "application/json", 422,
+     "output_tokens"),
+    ("absurd cost", [{**USAGE, "cost_usd": 1e12}], "application/json", 422, "cost_usd"),
+    ("negative cost", [{**USAGE, "costUsd": -0.5}], "application/json", 422, "cost_usd"),
+    ("bad status", [{"type": "agent.status_changed", "agent_id": "a", "status": "dancing"}],
+     "application/json", 422, "status"),
+    ("timestamp words", [{**VALID, "timestamp": "yesterday"}], "application/json", 422,
+     "timestamp"),
+    ("timestamp impossible date", [{**VALID, "timestamp": "2026-13-45T00:00:00Z"}],
+     "application/json", 422, "timestamp"),
+    ("timestamp without offset", [{**VALID, "timestamp": "2026-01-01T00:00:00"}],
+     "application/json", 422, "timestamp"),
+    ("timestamp in milliseconds", [{**VALID, "timestamp": 1_790_000_000_000}],
+     "application/json", 422, "timestamp"),
+    ("timestamp far future", [{**VALID, "timestamp": 4_000_000_000}], "application/json", 422,
+     "timestamp"),
+    ("id too long", [{**VALID, "id": "x" * 129}], "application/json", 422, "id"),
+    ("id not a string", [{**VALID, "id": 7}], "application/json", 422, "id"),
+    ("quote in a label value", [{**VALID, "role": 'BUILDER"} 1\nfake_metric{a="'}],
+     "application/json", 422, "role"),
+    ("newline in a label value", [{**VALID, "model": "claude\nhaiku"}], "application/json", 422,
+     "model"),
+    ("10k characters in a label value", [{**VALID, "role": "R" * 10_000}], "application/json",
+     422, "role"),
+    ("backslash in a tool name",
+     [{"type": "agent.tool_call", "agent_id": "a", "tool": "Bash\\", "outcome": "success"}],
+     "application/json", 422, "tool"),
+    ("one bad event in a good batch", [VALID, USAGE, {**USAGE, "input_tokens": -5}],
+     "application/json", 422, "input_tokens"),
+]
+
+
+def stored_events(database: Path) -> int:
+    with sqlite3.connect(database) as connection:
+        return int(connection.execute("SELECT count(*) FROM events").fetchone()[0])
+
+
+@pytest.fixture
+def exporter(exporter_factory, tmp_path: Path) -> tuple[ExporterProcess, Path]:
+    database = tmp_path / "ledger.db"
+    return exporter_factory(database_url=f"sqlite:///{database}"), database
+
+
+def assert_error_shape(body: dict[str, Any]) -> None:
+    assert set(body) == {"code", "message", "details", "request_id"}
+    assert isinstance(body["code"], str) and body["code"]
+    assert isinstance(body["message"], str) and body["message"]
+    assert isinstance(body["details"], list)
+    assert isinstance(body["request_id"], str) and body["request_id"]
+
+
+def test_every_bad_input_is_refused_with_the_error_shape_and_stores_nothing(exporter):
+    process, database = exporter
+    for name, body, content_type, status, field in CASES:
+        response = process.post_events(body, content_type=content_type)
+        assert response.status_code == status, (name, response.text)
+        payload = response.json()
+        assert_error_shape(payload)
+        assert response.headers["x-request-id"] == payload["request_id"]
+        if field is not None:
+            assert field in {detail.get("field") for detail in payload["details"]}, name
+    assert stored_events(database) == 0
+    assert process.sample("orchestrator_exporter_events_accepted_total",
+                          type="agent.created") is None
+    rejected = process.metrics()
+    assert sum(value for (name, _), value in rejected.items()
+               if name == "orchestrator_exporter_events_rejected_total") >= len(CASES)
+    # Still serving: a good batch goes through afterwards.
+    response = process.post_events([VALID, USAGE])
+    assert response.json() == {"accepted": 2, "duplicates": 0}
+    assert stored_events(database) == 2
+
+
+def test_a_refused_batch_names_every_problem_with_its_index(exporter):
+    process, _ = exporter
+    batch = [VALID, {**USAGE, "input_tokens": -1}, {"type": "nope"}, {**USAGE, "agent_id": ""}]
+    response = process.post_events(batch)
+    assert response.status_code == 422
+    problems = {(item["index"], item["field"]) for item in response.json()["details"]}
+    assert problems == {(1, "input_tokens"), (2, "type"), (3, "agent_id")}
+
+
+def test_oversize_requests_are_refused_with_413(exporter):
+    process, database = exporter
+    too_many = [{**VALID, "agent_id": f"a-{index}"} for index in range(10_001)]
+    response = process.post_events(too_many)
+    assert response.status_code == 413
+    assert response.json()["code"] == "too_many_events"
+    huge = b'{"type": "log.entry", "level": "info", "message": "' + b"x" * (11 * 1024 * 1024) \
+        + b'"}'
+    response = process.post_events(huge)
+    assert response.status_code == 413
+    assert response.json()["code"] == "payload_too_large"
+    assert stored_events(database) == 0
+    assert process.post_events(VALID).status_code == 200
+
+
+def test_writing_needs_the_bearer_token(exporter):
+    process, database = exporter
+    for headers in ({"Authorization": ""}, {"Authorization": "Bearer wrong"},
+                    {"Authorization": f"Basic {process.token}"}):
+        response = process.post_events(VALID, headers=headers)
+        assert response.status_code == 401
+        assert response.json()["code"] == "unauthorized"
+        assert response.headers["www-authenticate"] == "Bearer"
+    assert stored_events(database) == 0
+
+
+def test_unknown_paths_and_methods_use_the_error_shape(exporter):
+    process, _ = exporter
+    import httpx
+
+    missing = httpx.get(f"{process.url}/api/v1/nothing", timeout=10)
+    assert missing.status_code == 404
+    assert_error_shape(missing.json())
+    wrong_method = httpx.get(f"{process.url}/api/v1/events", timeout=10)
+    assert wrong_method.status_code == 405
+    assert_error_shape(wrong_method.json())
