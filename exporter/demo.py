@@ -1,0 +1,1128 @@
+"""A seeded, reproducible simulated fleet that drives the exporter like real orchestrators do.
+
+`DemoFleet` is a discrete-event simulation: tasks of several types (with and without ANALYST)
+whose agents take turns (usage with cache tokens, a context window that fills) and call tools,
+and @orchestr8-style workflow runs whose steps fail, retry, are skipped or cancelled. Events come
+in both dialects of docs/events.md. The same seed, start time and sequence of `step(now)` calls
+give the same events, ids included; the events of a span of time do not depend on how it is cut
+into ticks.
+
+The normal fleet stays below every alert threshold of prometheus/rules/alerts.yml: failures are
+capped per sliding window (`_Governor`), contexts are compacted before they stay above 80%, and
+the budgets of `DEMO_CONFIG_YAML` have headroom at the default rate. Each scenario then produces
+exactly the condition one alert checks; see `SCENARIOS` and docs/client.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import itertools
+import logging
+import math
+import random
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from types import MappingProxyType
+from typing import Final
+
+from exporter.client import ExporterClient, QueueFullError
+from exporter.pricing import NANO_PER_USD, PriceTable, load_price_table
+
+logger = logging.getLogger(__name__)
+
+DemoEvent = dict[str, object]
+
+SCENARIOS: Final = (
+    "budget-overrun", "cost-spike", "stuck-agent", "context-pressure", "failure-burst",
+)
+# Seconds after the fleet's start when a scenario begins. cost-spike waits longest: the anomaly
+# baseline is the median of the last 6 hours of spend, so the spike must stay shorter than the
+# normal history before it (OrchestratorCostAnomaly holds for 15 minutes before it fires).
+SCENARIO_START_SECONDS: Final = MappingProxyType({
+    "budget-overrun": 60.0,
+    "cost-spike": 20 * 60.0,
+    "stuck-agent": 30.0,
+    "context-pressure": 30.0,
+    "failure-burst": 60.0,
+})
+
+CONTEXT_LIMIT_TOKENS: Final = 200_000
+RUNAWAY_AGENTS: Final = 24
+SPIKE_MODEL: Final = "claude-opus-4-5"
+RESEARCH_DAILY_LIMIT_USD: Final = 200.0
+FLEET_DAILY_LIMIT_USD: Final = 100_000.0
+# Budgets sized for the default rate (20 events/s): the normal fleet spends about a third of
+# each; at a higher --rate raise the fleet-wide limits with it. research-daily does not depend on
+# the rate (research tasks come every 15 to 25 minutes); budget-overrun's runaway task spends
+# 1.5 times it within minutes.
+DEMO_CONFIG_YAML: Final = f"""\
+# Budgets of the demo fleet (orchestrator-exporter serve --demo; demo --scenario budget-overrun).
+budgets:
+  - name: fleet-daily
+    limit_usd: {FLEET_DAILY_LIMIT_USD:.0f}
+    period: day
+  - name: fleet-monthly
+    limit_usd: {FLEET_DAILY_LIMIT_USD * 30:.0f}
+    period: month
+  - name: analyst-weekly
+    limit_usd: 150000
+    period: week
+    scope: {{role: ANALYST}}
+  - name: research-daily
+    limit_usd: {RESEARCH_DAILY_LIMIT_USD:.0f}
+    period: day
+    scope: {{task_type: research}}
+"""
+
+ROLES: Final = ("ANALYST", "PLANNER", "BUILDER", "TESTER", "REVIEWER")
+_ROLE_MODELS: Final = MappingProxyType({
+    "ANALYST": (("claude-opus-4-5", 5), ("claude-opus-4-5-20251101", 1), ("claude-sonnet-4-5", 3)),
+    "PLANNER": (("claude-opus-4-5", 3), ("claude-sonnet-4-5", 4),
+                ("claude-sonnet-4-5-20250929", 2)),
+    "BUILDER": (("claude-sonnet-4-5", 5), ("claude-sonnet-4-5-20250929", 3),
+                ("claude-opus-4-5", 1), ("claude-haiku-4-5", 1)),
+    "TESTER": (("claude-haiku-4-5", 4), ("claude-haiku-4-5-20251001", 1),
+               ("claude-sonnet-4-5", 3)),
+    "REVIEWER": (("claude-sonnet-4-5", 4), ("claude-opus-4-5", 3),
+                 ("claude-sonnet-4-5-20250929", 1)),
+})
+
+
+@dataclass(frozen=True, slots=True)
+class _Profile:
+    """How an agent of a role works: turns, tokens per turn, tools."""
+
+    turns: tuple[int, int]
+    output_tokens: tuple[int, int]
+    new_tokens: tuple[int, int]  # messages and tool results added to the context per turn
+    tool_calls: tuple[int, int]  # per turn
+    tools: tuple[tuple[str, int], ...]
+
+
+_PROFILES: Final = MappingProxyType({
+    "ANALYST": _Profile((4, 9), (800, 3000), (3000, 12000), (1, 3),
+                        (("Read", 4), ("Grep", 3), ("Glob", 1), ("WebSearch", 2),
+                         ("WebFetch", 2))),
+    "PLANNER": _Profile((3, 6), (600, 2500), (1500, 6000), (0, 2),
+                        (("Read", 4), ("Grep", 2), ("Glob", 1), ("TodoWrite", 2))),
+    "BUILDER": _Profile((6, 16), (300, 4000), (1500, 9000), (1, 3),
+                        (("Read", 5), ("Edit", 5), ("Write", 1), ("Bash", 4), ("Grep", 2),
+                         ("Glob", 1))),
+    "TESTER": _Profile((3, 8), (200, 1200), (2000, 8000), (1, 2),
+                       (("Bash", 6), ("Read", 3), ("Grep", 1))),
+    "REVIEWER": _Profile((2, 5), (300, 1500), (3000, 10000), (1, 3),
+                         (("Read", 6), ("Grep", 3), ("Bash", 1))),
+})
+
+
+@dataclass(frozen=True, slots=True)
+class _Tool:
+    median_seconds: float
+    spread: float  # sigma of the log-normal duration
+    error_probability: float
+    error_types: tuple[str, ...]
+
+
+_TOOLS: Final = MappingProxyType({
+    "Read": _Tool(0.08, 0.6, 0.02, ("FileNotFound",)),
+    "Grep": _Tool(0.3, 0.8, 0.01, ("InvalidPattern",)),
+    "Glob": _Tool(0.1, 0.6, 0.005, ("InvalidPattern",)),
+    "Edit": _Tool(0.15, 0.5, 0.04, ("StringNotFound",)),
+    "Write": _Tool(0.12, 0.5, 0.01, ("PermissionDenied",)),
+    "Bash": _Tool(3.0, 1.1, 0.08, ("NonZeroExit", "CommandTimeout")),
+    "WebSearch": _Tool(2.0, 0.5, 0.03, ("SearchTimeout",)),
+    "WebFetch": _Tool(1.5, 0.7, 0.06, ("HTTPError",)),
+    "TodoWrite": _Tool(0.02, 0.3, 0.0, ()),
+})
+
+# task type: (weight, share of complex tasks). research is not drawn here: it has its own
+# steady cadence so the research-daily budget does not depend on the rate.
+_TASK_TYPES: Final = (
+    ("feature_implementation", 4, 0.6),
+    ("bug_fix", 4, 0.25),
+    ("refactoring", 2, 0.5),
+    ("documentation", 2, 0.1),
+)
+_TASK_ERRORS: Final = MappingProxyType({
+    "ANALYST": ("Timeout",), "PLANNER": ("Timeout",), "BUILDER": ("BuildFailure", "AgentError"),
+    "TESTER": ("TestFailure",), "REVIEWER": ("ReviewRejected",),
+})
+
+
+@dataclass(frozen=True, slots=True)
+class _StepSpec:
+    name: str
+    agent: str  # the agent kind that runs it
+    role: str | None  # None: a step without a model (a script)
+    skip_probability: float = 0.0
+
+
+_WORKFLOWS: Final = MappingProxyType({
+    "ci-pipeline": (
+        _StepSpec("checkout", "git-agent", None), _StepSpec("lint", "lint-agent", "TESTER"),
+        _StepSpec("unit-tests", "test-runner", "TESTER"),
+        _StepSpec("build", "build-agent", None),
+        _StepSpec("publish-preview", "release-agent", None, skip_probability=0.5),
+    ),
+    "code-review": (
+        _StepSpec("fetch-diff", "git-agent", None),
+        _StepSpec("analyze", "code-analyst", "ANALYST"),
+        _StepSpec("review", "code-reviewer", "REVIEWER"),
+        _StepSpec("summarize", "writer", "REVIEWER", skip_probability=0.2),
+    ),
+    "release": (
+        _StepSpec("changelog", "writer", "PLANNER"),
+        _StepSpec("version-bump", "release-agent", None),
+        _StepSpec("build", "build-agent", None),
+        _StepSpec("smoke-tests", "test-runner", "TESTER"),
+        _StepSpec("publish", "release-agent", None),
+    ),
+    "incident-triage": (
+        _StepSpec("collect-logs", "ops-agent", None),
+        _StepSpec("diagnose", "code-analyst", "ANALYST"),
+        _StepSpec("propose-fix", "planner", "PLANNER"),
+        _StepSpec("notify", "notifier", None, skip_probability=0.3),
+    ),
+    "docs-sync": (
+        _StepSpec("scan", "doc-scanner", "ANALYST"), _StepSpec("write", "writer", "BUILDER"),
+        _StepSpec("review", "code-reviewer", "REVIEWER"),
+    ),
+})
+_STEP_ERRORS: Final = ("TimeoutError", "ToolExecutionError", "RateLimitError", "ValidationError")
+MAX_STEP_ATTEMPTS: Final = 3
+
+# Mean events of one task and one workflow run (measured over many seeds); arrivals are set
+# from them so that `rate` is the mean number of events per second.
+_EVENTS_PER_TASK: Final = 83.0
+_EVENTS_PER_RUN: Final = 38.0
+_TASK_SHARE: Final = 0.72
+_RUN_SHARE: Final = 0.27
+_METRICS_INTERVAL: Final = 15.0
+
+# Caps of the normal fleet per sliding window, each below the threshold of an alert and over a
+# window 20% longer than the alert's, so Prometheus never counts more in its own window.
+_ERRORS_PER_TYPE: Final = (4, 1080.0)  # OrchestratorErrorRateRising: >= 5 in 15m
+_FAILED_RUNS_PER_WORKFLOW: Final = (2, 1080.0)  # OrchestratorWorkflowRunsFailing: >= 3 in 15m
+_RETRIES_PER_STEP: Final = (4, 1080.0)  # OrchestratorStepRetriedRepeatedly: >= 5 in 15m
+_FAILED_TASKS_PER_TYPE: Final = (2, 2160.0)  # OrchestratorTaskFailureRatioHigh: > 25% of >= 10
+_COMPACT_ABOVE: Final = 0.8  # OrchestratorAgentContextWindowHigh: > 80% for 5m
+
+BURST_ERROR_TYPE: Final = "UpstreamUnavailable"
+
+_CAMEL: Final = MappingProxyType({
+    "agent_id": "agentId", "task_id": "taskId", "run_id": "runId", "step_id": "stepId",
+    "step": "stepName", "agent": "agentType", "task_type": "taskType",
+    "input_tokens": "inputTokens", "output_tokens": "outputTokens",
+    "cache_read_tokens": "cacheReadTokens", "cache_creation_tokens": "cacheCreationTokens",
+    "cost_usd": "costUsd", "context_tokens": "contextTokens",
+    "context_limit_tokens": "contextLimitTokens", "duration_seconds": "durationSeconds",
+    "error_type": "errorType",
+})
+_MONITOR_NAMES: Final = MappingProxyType({
+    "agent.status_changed": "status_changed", "agent.tool_call": "tool_call",
+})
+
+
+@dataclass(slots=True)
+class _Agent:
+    agent_id: str
+    role: str
+    model: str
+    dialect: str
+    turns_left: int
+    on_done: Callable[[_Agent, str | None], None]  # (agent, error type or None)
+    context: int = 0
+    fail_after_turns: int | None = None
+    error_type: str = ""
+    active: bool = True
+    kind: str = "normal"  # normal | runaway | pressure | stuck
+    quick: bool = False
+    task_type: str = "none"
+    spent_nano: int = 0
+
+
+@dataclass(slots=True)
+class _Task:
+    task_id: str
+    task_type: str
+    dialect: str
+    stages: list[list[str]]
+    agents: list[_Agent] = field(default_factory=list)
+    team: list[_Agent] = field(default_factory=list)  # the current stage's agents
+    running: int = 0
+    fail_stage: int | None = None
+    cancel_stage: int | None = None
+    stage: int = 0
+    quick: bool = False  # the opening's tasks: one or two short turns per agent
+    ended: bool = False
+
+
+@dataclass(slots=True)
+class _Run:
+    run_id: str
+    workflow: str
+    dialect: str
+    steps: tuple[_StepSpec, ...]
+    index: int = 0
+    attempt: int = 1
+    agent: _Agent | None = None
+    fail_step: int | None = None
+    fail_attempts: int = 0  # attempts of fail_step that fail (MAX_STEP_ATTEMPTS: the run fails)
+    cancel_step: int | None = None
+    error_type: str = ""
+    quick: bool = False
+    ended: bool = False
+
+
+_Cap = tuple[tuple[str, ...], tuple[int, float], int]  # key, (limit, window seconds), count
+
+
+class _Governor:
+    """Sliding-window caps on the normal fleet's failures."""
+
+    def __init__(self) -> None:
+        self._hits: dict[tuple[str, ...], deque[float]] = {}
+
+    def allow(self, now: float, *caps: _Cap) -> bool:
+        """Record `count` failures under every key, unless that would exceed one of the caps."""
+        windows = []
+        for key, (limit, window), count in caps:
+            hits = self._hits.setdefault(key, deque())
+            while hits and hits[0] <= now - window:
+                hits.popleft()
+            if len(hits) + count > limit:
+                return False
+            windows.append((hits, count))
+        for hits, count in windows:
+            hits.extend([now] * count)
+        return True
+
+
+class DemoFleet:
+    """A simulated fleet; `step(now)` returns the events of the time since the last call.
+
+    `rate` is the mean number of events per second of the normal fleet. `scenario` (one of
+    SCENARIOS) starts `scenario_start` seconds after `start_time` (default: the first `now`);
+    `scenario_start` defaults to SCENARIO_START_SECONDS. Ids of events, agents, tasks and runs
+    are derived from the seed, the source and the start time, so a restarted demo never
+    collides with an earlier one in the exporter's ledger.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int = 42,
+        rate: float = 20.0,
+        scenario: str | None = None,
+        source: str = "demo",
+        start_time: float | None = None,
+        scenario_start: float | None = None,
+    ) -> None:
+        if not rate > 0:
+            raise ValueError("rate must be positive")
+        if scenario is not None and scenario not in SCENARIOS:
+            raise ValueError(f"unknown scenario {scenario!r}; one of {', '.join(SCENARIOS)}")
+        self.seed = seed
+        self.rate = rate
+        self.scenario = scenario
+        self.source = source
+        self.start_time = start_time
+        self.scenario_start = (SCENARIO_START_SECONDS[scenario] if scenario and
+                               scenario_start is None else scenario_start or 0.0)
+        self._random = random.Random(seed)
+        self._prices: PriceTable = load_price_table()
+        self._governor = _Governor()
+        self._queue: list[tuple[float, int, Callable[[], object]]] = []
+        self._order = itertools.count()
+        self._serial = itertools.count(1)
+        self._out: list[DemoEvent] = []
+        self._now = 0.0
+        self._clock: float | None = None  # simulated up to here
+        self._tag = ""
+        self._tasks: dict[str, _Task] = {}
+        self._runs: dict[str, _Run] = {}
+        self._agents: dict[str, _Agent] = {}
+        self._spent_nano = 0
+        self._spike = False
+        self._burst = False
+        self._stopped = False
+
+    # Public API.
+
+    def step(self, now: float) -> list[DemoEvent]:
+        """The events from the previous call (or the start) up to `now`, in time order."""
+        if self._stopped:
+            return []
+        if self._clock is None:
+            self._begin(now if self.start_time is None else self.start_time)
+        assert self._clock is not None
+        if now <= self._clock:
+            return []
+        while self._queue and self._queue[0][0] <= now:
+            when, _, action = heapq.heappop(self._queue)
+            self._now = when
+            action()
+        self._clock = now
+        events, self._out = self._out, []
+        return events
+
+    def shutdown(self, now: float) -> list[DemoEvent]:
+        """End everything in flight as cancelled and delete its agents; later steps are empty.
+
+        So a stopped demo leaves no agent `running` in the exporter (it would look stuck).
+        """
+        events = self.step(now)
+        self._now = max(self._now, now)
+        for task in list(self._tasks.values()):
+            self._end_task(task, "cancelled")
+        for run in list(self._runs.values()):
+            self._end_run(run, "cancelled")
+        for agent in list(self._agents.values()):
+            self._finish_agent(agent, "cancelled")
+            self._delete_agent(agent)
+        self._queue.clear()
+        self._stopped = True
+        events.extend(self._out)
+        self._out = []
+        return events
+
+    @property
+    def spent_usd(self) -> float:
+        """What the fleet has spent so far, at the exporter's list prices."""
+        return self._spent_nano / NANO_PER_USD
+
+    @property
+    def live_agents(self) -> int:
+        return len(self._agents)
+
+    # The clock and the event envelope.
+
+    def _at(self, delay: float, action: Callable[[], object]) -> None:
+        heapq.heappush(self._queue, (self._now + max(delay, 0.0), next(self._order), action))
+
+    def _begin(self, start: float) -> None:
+        self._clock = self._now = start
+        digest = hashlib.blake2b(f"{self.source}/{self.seed}/{start!r}".encode(), digest_size=3)
+        self._tag = digest.hexdigest()
+        self._at(1.0, self._arrive_task)
+        self._at(2.0, self._arrive_run)
+        self._at(5.0, self._metrics_update)
+        self._at(8.0, self._research_task)
+        self._at(20.0, partial(self._log, "critical", "Claude API overloaded (529); new agents "
+                               "paused for 5 s", "dotted"))
+        self._opening()
+        if self.scenario is not None:
+            self._at(self.scenario_start, self._start_scenario)
+
+    def _new_id(self, prefix: str) -> str:
+        return f"{prefix}-{self._tag}-{next(self._serial)}"
+
+    def _emit(self, event_type: str, dialect: str, fields: dict[str, object],
+              workflow: str | None = None) -> None:
+        timestamp = round(self._now, 3)
+        event: DemoEvent
+        if dialect == "orchestr8":
+            event = _orchestr8(event_type, fields, workflow, timestamp)
+        elif dialect == "monitor":
+            name = _MONITOR_NAMES.get(event_type, event_type.replace(".", "_"))
+            event = {"type": name, "timestamp": timestamp,
+                     **{_CAMEL.get(key, key): value for key, value in fields.items()}}
+        else:
+            event = {"type": event_type, "timestamp": timestamp, **fields}
+        event["id"] = f"{self.source}-{self._tag}-{next(self._serial)}"
+        event["source"] = self.source
+        self._out.append(event)
+
+    def _log(self, level: str, message: str, dialect: str, *, workflow: str | None = None,
+             **refs: object) -> None:
+        self._emit("log.entry", dialect, {"level": level, "message": message, **refs},
+                   workflow=workflow)
+
+    # Random draws.
+
+    def _pick(self, weighted: tuple[tuple[str, int], ...]) -> str:
+        names = [name for name, _ in weighted]
+        return self._random.choices(names, [weight for _, weight in weighted])[0]
+
+    def _between(self, bounds: tuple[int, int]) -> int:
+        return self._random.randint(*bounds)
+
+    def _chance(self, probability: float) -> bool:
+        return self._random.random() < probability
+
+    def _dialect(self) -> str:
+        return "monitor" if self._chance(0.5) else "dotted"
+
+    # Background: arrivals, snapshots.
+
+    def _arrive_task(self) -> None:
+        self._submit_task(self._random_task_type())
+        self._at(self._random.expovariate(self.rate * _TASK_SHARE / _EVENTS_PER_TASK),
+                 self._arrive_task)
+
+    def _arrive_run(self) -> None:
+        self._start_run(self._random.choice(sorted(_WORKFLOWS)))
+        self._at(self._random.expovariate(self.rate * _RUN_SHARE / _EVENTS_PER_RUN),
+                 self._arrive_run)
+
+    def _research_task(self) -> None:
+        self._submit_task("research", complexity="complex")
+        self._at(self._random.uniform(15 * 60, 25 * 60), self._research_task)
+
+    def _metrics_update(self) -> None:
+        running = sum(1 for task in self._tasks.values() if task.running)
+        snapshot: dict[str, object] = {
+            "active_agents": len(self._agents), "active_tasks": len(self._tasks),
+            "running_tasks": running, "active_workflow_runs": len(self._runs),
+            "spent_usd": round(self.spent_usd, 6),
+        }
+        self._emit("metrics.update", self._random.choice(("dotted", "monitor", "orchestr8")),
+                   {"metrics": snapshot})
+        self._at(_METRICS_INTERVAL, self._metrics_update)
+
+    def _random_task_type(self) -> str:
+        return self._pick(tuple((name, weight) for name, weight, _ in _TASK_TYPES))
+
+    # Tasks.
+
+    def _submit_task(self, task_type: str, *, complexity: str | None = None,
+                     analyst: bool | None = None, parallel: bool | None = None,
+                     outcome: str | None = None, quick: bool = False,
+                     autostart: bool = True) -> _Task:
+        share_complex = next((share for name, _, share in _TASK_TYPES if name == task_type), 0.9)
+        if complexity is None:
+            complexity = "complex" if self._chance(share_complex) else "simple"
+        if analyst is None:  # the orchestrator adds an ANALYST to complex tasks, or when forced
+            analyst = complexity == "complex" or self._chance(0.05)
+        if parallel is None:
+            parallel = complexity == "complex" and self._chance(0.3)
+        task = _Task(self._new_id("task"), task_type, self._dialect(),
+                     _stages(task_type, complexity, analyst, parallel, self._random),
+                     quick=quick)
+        self._plan_outcome(task, outcome)
+        self._tasks[task.task_id] = task
+        self._emit("task.submitted", task.dialect, {
+            "task_id": task.task_id, "task_type": task_type, "complexity": complexity,
+            "analyst": analyst, "mode": "parallel" if parallel else "sequential"})
+        self._log("info", f"Task {task.task_id} submitted: {task_type}, {complexity}, ANALYST "
+                  f"{'included' if analyst else 'skipped'}", task.dialect, task_id=task.task_id)
+        if autostart:
+            self._at(self._random.uniform(0.5, 3.0), partial(self._start_task, task))
+        return task
+
+    def _plan_outcome(self, task: _Task, outcome: str | None) -> None:
+        if outcome is None:
+            draw = self._random.random()
+            failure = 0.35 if self._burst else 0.05
+            outcome = "failed" if draw < failure else "cancelled" if draw < failure + 0.03 \
+                else "completed"
+        if outcome == "failed":
+            task.fail_stage = self._random.randrange(len(task.stages))
+        elif outcome == "cancelled":
+            task.cancel_stage = self._random.randrange(len(task.stages))
+
+    def _start_task(self, task: _Task) -> None:
+        if task.ended:
+            return
+        self._emit("task.started", task.dialect, {"task_id": task.task_id})
+        if len(task.stages) > 2:  # a planned team: every agent exists, pending, from the start
+            for stage in task.stages:
+                for role in stage:
+                    agent = self._create_agent(role, task.dialect, task=task)
+                    self._emit("agent.status_changed", agent.dialect,
+                               {"agent_id": agent.agent_id, "status": "pending"})
+        self._start_stage(task)
+
+    def _start_stage(self, task: _Task) -> None:
+        roles = task.stages[task.stage]
+        existing = [agent for agent in task.agents if agent.active and agent.context == 0]
+        team: list[_Agent] = []
+        for role in roles:
+            agent = next((agent for agent in existing if agent.role == role
+                          and agent not in team), None)
+            team.append(agent or self._create_agent(role, task.dialect, task=task))
+        failing = task.stage == task.fail_stage
+        for index, agent in enumerate(team):
+            if task.quick:
+                agent.quick, agent.turns_left = True, self._random.randint(1, 2)
+            if failing and index == 0:
+                agent.fail_after_turns = self._random.randint(1, agent.turns_left)
+                agent.error_type = (BURST_ERROR_TYPE if self._burst else
+                                    self._random.choice(_TASK_ERRORS[agent.role]))
+            self._run_agent(agent)
+        task.team, task.running = team, len(team)
+        if task.stage == task.cancel_stage:
+            delay = self._random.uniform(0.5, 2.0) if task.quick else self._random.uniform(3, 20)
+            self._at(delay, partial(self._cancel_task, task))
+
+    def _task_agent_done(self, task: _Task, agent: _Agent, error_type: str | None) -> None:
+        if task.ended:
+            return
+        if error_type is not None:
+            self._end_task(task, "failed", error_type=error_type, culprit=agent)
+            return
+        task.running -= 1
+        if task.running > 0:  # its parallel siblings still work
+            self._emit("agent.status_changed", agent.dialect,
+                       {"agent_id": agent.agent_id, "status": "idle"})
+            return
+        for member in task.team:
+            self._finish_agent(member, "completed")
+        task.stage += 1
+        if task.stage < len(task.stages):
+            self._start_stage(task)
+        else:
+            self._end_task(task, "completed")
+
+    def _cancel_task(self, task: _Task) -> None:
+        if not task.ended:
+            self._log("warning", f"Task {task.task_id} cancelled by its submitter", task.dialect,
+                      task_id=task.task_id)
+            self._end_task(task, "cancelled")
+
+    def _end_task(self, task: _Task, status: str, *, error_type: str = "",
+                  culprit: _Agent | None = None) -> None:
+        task.ended = True
+        self._tasks.pop(task.task_id, None)
+        fields: dict[str, object] = {"task_id": task.task_id}
+        if status == "failed":
+            fields.update(error=f"{culprit.role if culprit else 'agent'} failed: {error_type}",
+                          error_type=error_type)
+        for agent in task.agents:
+            agent_status = "failed" if agent is culprit else \
+                "completed" if status == "completed" else "cancelled"
+            self._finish_agent(agent, agent_status)
+        self._emit(f"task.{status}", task.dialect, fields)
+        level = "error" if status == "failed" else "info"
+        self._log(level, f"Task {task.task_id} ({task.task_type}) {status}"
+                  + (f": {error_type}" if error_type else ""), task.dialect, task_id=task.task_id)
+        for agent in task.agents:
+            self._at(self._random.uniform(2.0, 15.0), partial(self._delete_agent, agent))
+
+    # Agents.
+
+    def _create_agent(self, role: str, dialect: str, *, task: _Task | None = None,
+                      model: str | None = None, kind: str = "normal",
+                      on_done: Callable[[_Agent, str | None], None] | None = None) -> _Agent:
+        profile = _PROFILES[role]
+        if on_done is None:
+            assert task is not None
+            on_done = partial(self._task_agent_done, task)
+        model = SPIKE_MODEL if self._spike else model or self._pick(_ROLE_MODELS[role])
+        agent = _Agent(self._new_id(role.lower()), role, model,
+                       dialect, self._between(profile.turns), on_done, kind=kind)
+        self._agents[agent.agent_id] = agent
+        fields: dict[str, object] = {"agent_id": agent.agent_id, "role": role,
+                                     "model": agent.model,
+                                     "context_limit_tokens": CONTEXT_LIMIT_TOKENS}
+        if task is not None:
+            task.agents.append(agent)
+            agent.task_type = task.task_type
+            fields["task_id"] = task.task_id
+        self._emit("agent.created", dialect, fields)
+        return agent
+
+    def _run_agent(self, agent: _Agent) -> None:
+        self._emit("agent.status_changed", agent.dialect,
+                   {"agent_id": agent.agent_id, "status": "running"})
+        self._at(self._random.uniform(0.3, 1.5), partial(self._model_call, agent))
+
+    def _model_call(self, agent: _Agent) -> None:
+        """One turn: the model answers (after its latency), then the agent calls tools."""
+        if not agent.active:
+            return
+        output = self._usage(agent)
+        speed = 400.0 if agent.quick else self._random.uniform(60.0, 120.0)  # tokens per second
+        latency = 1.0 + output / speed
+        profile = _PROFILES[agent.role]
+        tools = [self._pick(profile.tools) for _ in range(self._between(profile.tool_calls))]
+        self._at(latency, partial(self._next_tool, agent, tools))
+
+    def _usage(self, agent: _Agent) -> int:
+        """Emit the usage of the turn that just ended; returns its output tokens."""
+        profile = _PROFILES[agent.role]
+        output = self._between(profile.output_tokens)
+        new = self._between(profile.new_tokens)
+        if agent.kind == "runaway":  # re-reads a whole corpus each turn and never hits the cache
+            output, new = self._random.randint(800, 2000), 0
+            agent.context = self._random.randint(130_000, 145_000)
+        if agent.context == 0:  # first turn: system prompt and task written to the cache
+            new += self._random.randint(6000, 18000)
+        uncached = self._random.randint(50, 800)
+        cached, creation = agent.context, new
+        if agent.kind == "runaway" or self._spike or (cached and self._chance(0.08)):
+            cached, creation = 0, agent.context + new  # cache miss: the whole prompt re-written
+        agent.context += new + uncached + output
+        self._fit_context(agent)
+        if self._spike:
+            agent.model = SPIKE_MODEL
+        usage: dict[str, object] = {
+            "agent_id": agent.agent_id, "model": agent.model, "input_tokens": uncached,
+            "output_tokens": output, "cache_read_tokens": cached,
+            "cache_creation_tokens": creation, "context_tokens": agent.context,
+        }
+        price = self._prices.lookup(agent.model)
+        nano = price.cost_nano(uncached, output, cached, creation) if price else 0
+        self._spent_nano += nano
+        agent.spent_nano += nano
+        if self._chance(0.2):  # some orchestrators report their own cost
+            usage["cost_usd"] = round(nano / NANO_PER_USD, 9)
+        self._emit("agent.usage", agent.dialect, usage)
+        return output
+
+    def _fit_context(self, agent: _Agent) -> None:
+        limit = CONTEXT_LIMIT_TOKENS
+        if agent.kind == "pressure":
+            agent.context = min(agent.context, int(limit * self._random.uniform(0.955, 0.99)))
+        elif agent.context > limit * _COMPACT_ABOVE:
+            # Compaction, at the latest one turn after crossing 80%: never 5 minutes above.
+            self._log("warning", f"Agent {agent.agent_id} context at "
+                      f"{agent.context / limit:.0%}; compacting", agent.dialect,
+                      agent_id=agent.agent_id)
+            agent.context = int(limit * self._random.uniform(0.25, 0.4))
+
+    def _next_tool(self, agent: _Agent, tools: list[str]) -> None:
+        if not agent.active:
+            return
+        if not tools:
+            self._end_turn(agent)
+            return
+        tool = _TOOLS[tools[0]]
+        seconds = min(120.0, tool.median_seconds * math.exp(self._random.gauss(0, tool.spread)))
+        waiting = seconds > 5 and self._chance(0.5)
+        if waiting:
+            self._emit("agent.status_changed", agent.dialect,
+                       {"agent_id": agent.agent_id, "status": "waiting"})
+        self._at(seconds, partial(self._tool_done, agent, tools, seconds, waiting))
+
+    def _tool_done(self, agent: _Agent, tools: list[str], seconds: float,
+                   waiting: bool) -> None:
+        if not agent.active:
+            return
+        name, tool = tools[0], _TOOLS[tools[0]]
+        call: dict[str, object] = {"agent_id": agent.agent_id, "tool": name,
+                                   "duration_seconds": round(seconds, 3), "outcome": "success"}
+        error_type = self._tool_error(tool)
+        if error_type:
+            call.update(outcome="error", error_type=error_type)
+        self._emit("agent.tool_call", agent.dialect, call)
+        if waiting:
+            self._emit("agent.status_changed", agent.dialect,
+                       {"agent_id": agent.agent_id, "status": "running"})
+        if self._chance(0.03):
+            self._log("debug", f"{name} by {agent.agent_id} took {seconds:.2f}s", agent.dialect,
+                      agent_id=agent.agent_id)
+        self._next_tool(agent, tools[1:])
+
+    def _tool_error(self, tool: _Tool) -> str:
+        if self._burst and tool.error_types and self._chance(0.05):
+            return BURST_ERROR_TYPE
+        if not tool.error_types or not self._chance(tool.error_probability):
+            return ""
+        error_type = self._random.choice(tool.error_types)
+        return error_type if self._allow_error(error_type) else ""
+
+    def _end_turn(self, agent: _Agent) -> None:
+        agent.turns_left -= 1
+        if agent.kind != "normal":
+            self._at(self._random.uniform(0.5, 2.0), partial(self._model_call, agent))
+            return
+        if agent.fail_after_turns is not None:
+            agent.fail_after_turns -= 1
+            failed_task: _Cap = (("task-failed", agent.task_type), _FAILED_TASKS_PER_TYPE, 1)
+            if agent.fail_after_turns <= 0 and self._allow_error(agent.error_type, failed_task):
+                agent.on_done(agent, agent.error_type)
+                return
+        if agent.turns_left > 0:
+            self._at(self._random.uniform(0.2, 2.0), partial(self._model_call, agent))
+        else:
+            agent.on_done(agent, None)
+
+    def _finish_agent(self, agent: _Agent, status: str) -> None:
+        if agent.active:
+            agent.active = False
+            self._emit("agent.status_changed", agent.dialect,
+                       {"agent_id": agent.agent_id, "status": status})
+
+    def _delete_agent(self, agent: _Agent) -> None:
+        if self._agents.pop(agent.agent_id, None) is not None:
+            self._emit("agent.deleted", agent.dialect, {"agent_id": agent.agent_id})
+
+    # Failure caps.
+
+    def _allow_error(self, error_type: str, *caps: _Cap, errors: int = 1) -> bool:
+        """Whether a failure may happen now; `errors` is how many error events it makes."""
+        if error_type == BURST_ERROR_TYPE:
+            return True
+        own = (("error", error_type), _ERRORS_PER_TYPE, errors)
+        return self._governor.allow(self._now, own, *caps)
+
+    # Workflow runs (@orchestr8).
+
+    def _start_run(self, workflow: str, *, outcome: str | None = None,
+                   fail_step: str | None = None, fail_attempts: int = 0,
+                   error_type: str | None = None, quick: bool = False) -> _Run:
+        steps = _WORKFLOWS[workflow]
+        run = _Run(self._new_id("run"), workflow, "orchestr8" if self._chance(0.75) else "dotted",
+                   steps, quick=quick)
+        self._plan_run(run, outcome, fail_step, fail_attempts, error_type)
+        self._runs[run.run_id] = run
+        self._emit("workflow.started", run.dialect,
+                   {"run_id": run.run_id, "workflow": workflow,
+                    "steps": [spec.name for spec in steps]}, workflow=workflow)
+        self._log("info", f"Workflow {workflow} started (run {run.run_id})", run.dialect,
+                  run_id=run.run_id, workflow=workflow)
+        self._at(self._random.uniform(0.2, 1.0), partial(self._start_step, run))
+        return run
+
+    def _plan_run(self, run: _Run, outcome: str | None, fail_step: str | None,
+                  fail_attempts: int, error_type: str | None) -> None:
+        names = [spec.name for spec in run.steps]
+        if fail_step is not None:
+            run.fail_step, run.fail_attempts = names.index(fail_step), fail_attempts
+        elif outcome is None and self._chance(0.6 if self._burst else 0.08):
+            run.fail_step = self._random.randrange(len(names))
+            run.fail_attempts = MAX_STEP_ATTEMPTS if self._chance(0.4) else \
+                self._random.randint(1, MAX_STEP_ATTEMPTS - 1)
+        run.error_type = error_type or (BURST_ERROR_TYPE if self._burst
+                                        else self._random.choice(_STEP_ERRORS))
+        if outcome == "cancelled":
+            run.cancel_step = 1
+        elif outcome is None and self._chance(0.03):
+            run.cancel_step = self._random.randrange(len(names))
+
+    def _start_step(self, run: _Run) -> None:
+        if run.ended:
+            return
+        if run.index >= len(run.steps):
+            self._end_run(run, "completed")
+            return
+        spec = run.steps[run.index]
+        optional = spec.skip_probability > 0 and (run.quick or self._chance(spec.skip_probability))
+        if run.attempt == 1 and run.index != run.fail_step and optional:
+            self._emit_step("step.skipped", run, {})
+            run.index += 1
+            self._at(0.1, partial(self._start_step, run))
+            return
+        run.agent = None
+        if spec.role is not None:
+            run.agent = self._create_agent(spec.role, self._dialect(),
+                                           on_done=partial(self._step_agent_done, run))
+            run.agent.turns_left = 1 if run.quick else self._random.randint(1, 4)
+            run.agent.quick = run.quick
+        self._emit_step("step.started", run, {})
+        if run.index == run.cancel_step:
+            self._at(self._random.uniform(1.0, 10.0), partial(self._end_run, run, "cancelled"))
+        if run.agent is not None:
+            self._run_agent(run.agent)
+        else:
+            seconds = math.exp(self._random.gauss(math.log(1.0 if run.quick else 4.0), 0.8))
+            self._at(seconds, partial(self._step_outcome, run))
+
+    def _emit_step(self, event_type: str, run: _Run, extra: dict[str, object]) -> None:
+        spec = run.steps[run.index]
+        fields: dict[str, object] = {"run_id": run.run_id, "step_id": f"{spec.name}",
+                                     "step": spec.name, "agent": spec.agent}
+        if run.agent is not None:
+            fields["agent_id"] = run.agent.agent_id
+        self._emit(event_type, run.dialect, {**fields, **extra}, workflow=run.workflow)
+
+    def _step_outcome(self, run: _Run) -> None:
+        """The current step attempt ends: completed, or failed (retried or failing the run)."""
+        if run.ended:
+            return
+        fails = run.index == run.fail_step and run.attempt <= run.fail_attempts
+        if fails and not self._allow_step_failure(run):
+            fails = False
+        agent = run.agent
+        if not fails:
+            if agent is not None:
+                self._finish_agent(agent, "completed")
+                self._at(self._random.uniform(1.0, 5.0), partial(self._delete_agent, agent))
+            self._emit_step("step.completed", run, {})
+            run.index, run.attempt = run.index + 1, 1
+            self._at(self._random.uniform(0.1, 1.0), partial(self._start_step, run))
+            return
+        message = f"{run.steps[run.index].name}: {run.error_type}"
+        if agent is not None:
+            self._finish_agent(agent, "failed")
+            self._at(self._random.uniform(1.0, 5.0), partial(self._delete_agent, agent))
+        self._emit_step("step.failed", run, {"error": message, "error_type": run.error_type})
+        if run.attempt >= MAX_STEP_ATTEMPTS:
+            self._end_run(run, "failed")
+            return
+        run.attempt += 1
+        self._log("warning", f"Retrying step {message} (attempt {run.attempt} of "
+                  f"{MAX_STEP_ATTEMPTS})", run.dialect, run_id=run.run_id, workflow=run.workflow)
+        run.agent = None
+        self._emit_step("step.retried", run, {})
+        self._at(self._random.uniform(1.0, 4.0) * run.attempt, partial(self._start_step, run))
+
+    def _step_agent_done(self, run: _Run, agent: _Agent, error_type: str | None) -> None:
+        self._step_outcome(run)
+
+    def _allow_step_failure(self, run: _Run) -> bool:
+        if run.error_type == BURST_ERROR_TYPE:
+            return True
+        if run.attempt >= MAX_STEP_ATTEMPTS:  # step.failed and workflow.failed: two errors
+            failed_run: _Cap = (("run-failed", run.workflow), _FAILED_RUNS_PER_WORKFLOW, 1)
+            return self._allow_error(run.error_type, failed_run, errors=2)
+        retry: _Cap = (("retry", run.workflow, run.steps[run.index].name), _RETRIES_PER_STEP, 1)
+        return self._allow_error(run.error_type, retry)
+
+    def _end_run(self, run: _Run, status: str) -> None:
+        if run.ended:
+            return
+        run.ended = True
+        self._runs.pop(run.run_id, None)
+        if status == "cancelled" and run.index < len(run.steps):
+            self._emit_step("step.cancelled", run, {})
+        if run.agent is not None and run.agent.active:
+            self._finish_agent(run.agent, status)
+            self._at(self._random.uniform(1.0, 5.0), partial(self._delete_agent, run.agent))
+        fields: dict[str, object] = {"run_id": run.run_id}
+        if status == "failed":
+            fields.update(error=f"step {run.steps[run.index].name} failed "
+                          f"{MAX_STEP_ATTEMPTS} times", error_type=run.error_type)
+        self._emit(f"workflow.{status}", run.dialect, fields, workflow=run.workflow)
+        self._log("error" if status == "failed" else "info",
+                  f"Workflow {run.workflow} {status} (run {run.run_id})", run.dialect,
+                  run_id=run.run_id, workflow=run.workflow)
+
+    # The first two minutes show every outcome, so every dashboard panel has data at once.
+
+    def _opening(self) -> None:
+        self._at(0.5, partial(self._submit_task, "documentation", complexity="simple",
+                              analyst=False, outcome="completed", quick=True))
+        self._at(1.5, partial(self._start_run, "ci-pipeline", fail_step="unit-tests",
+                              fail_attempts=1, error_type="TimeoutError", quick=True))
+        self._at(3.0, partial(self._submit_task, "bug_fix", complexity="simple", analyst=False,
+                              outcome="failed", quick=True))
+        self._at(4.0, partial(self._start_run, "incident-triage", fail_step="diagnose",
+                              fail_attempts=MAX_STEP_ATTEMPTS, error_type="RateLimitError",
+                              quick=True))
+        self._at(5.0, partial(self._submit_task, "refactoring", complexity="simple",
+                              analyst=False, outcome="cancelled", quick=True))
+        self._at(6.0, partial(self._start_run, "docs-sync", outcome="cancelled", quick=True))
+        self._at(7.0, partial(self._submit_task, "feature_implementation", complexity="complex",
+                              analyst=True, parallel=True, outcome="completed", quick=True))
+
+    # Scenarios.
+
+    def _start_scenario(self) -> None:
+        logger.info("demo scenario %s starts", self.scenario)
+        if self.scenario == "cost-spike":
+            self._spike = True
+            self._log("warning", f"Configuration change: every agent now runs {SPIKE_MODEL} "
+                      "with the prompt cache disabled", "dotted")
+        elif self.scenario == "failure-burst":
+            self._burst = True
+            self._release_retry_storm()
+        elif self.scenario == "stuck-agent":
+            self._stuck_agent()
+        elif self.scenario == "context-pressure":
+            self._context_pressure()
+        elif self.scenario == "budget-overrun":
+            self._runaway_research()
+
+    def _stuck_agent(self) -> None:
+        """A BUILDER set to running that never sends another event (its Bash never returns)."""
+        task = self._submit_task("feature_implementation", complexity="simple", analyst=False,
+                                 autostart=False)
+
+        def hang() -> None:
+            self._emit("task.started", task.dialect, {"task_id": task.task_id})
+            agent = self._create_agent("BUILDER", task.dialect, task=task, kind="stuck")
+            self._emit("agent.status_changed", agent.dialect,
+                       {"agent_id": agent.agent_id, "status": "running"})
+            self._usage(agent)  # and then nothing: no turn is scheduled
+
+        self._at(1.0, hang)
+
+    def _context_pressure(self) -> None:
+        """A REVIEWER of a huge diff whose context climbs past 95% and stays there."""
+        task = self._submit_task("refactoring", complexity="simple", analyst=False,
+                                 autostart=False)
+
+        def review() -> None:
+            self._emit("task.started", task.dialect, {"task_id": task.task_id})
+            agent = self._create_agent("REVIEWER", task.dialect, task=task,
+                                       model="claude-sonnet-4-5", kind="pressure")
+            agent.context = 150_000
+            self._run_agent(agent)
+
+        self._at(1.0, review)
+
+    def _runaway_research(self) -> None:
+        """A research task fans out into RUNAWAY_AGENTS opus ANALYSTs that re-read their whole
+        corpus without the cache each turn, until research-daily is 1.5 times spent (about four
+        minutes); the next UTC day it happens again."""
+        task = self._submit_task("research", complexity="complex", analyst=True,
+                                 autostart=False)
+
+        def start() -> None:
+            self._emit("task.started", task.dialect, {"task_id": task.task_id})
+            for index in range(RUNAWAY_AGENTS):
+                agent = self._create_agent("ANALYST", task.dialect, task=task,
+                                           model="claude-opus-4-5", kind="runaway")
+                self._at(index * 0.4, partial(self._run_agent, agent))
+            self._at(5.0, watch)
+
+        def watch() -> None:
+            if task.ended:
+                return
+            spent = sum(agent.spent_nano for agent in task.agents) / NANO_PER_USD
+            if spent < 1.5 * RESEARCH_DAILY_LIMIT_USD:
+                self._at(5.0, watch)
+                return
+            self._log("critical", f"Research task {task.task_id} stopped by an operator after "
+                      f"${spent:.2f}", task.dialect, task_id=task.task_id)
+            self._end_task(task, "cancelled")
+            day = 86_400.0
+            self._at((self._now // day + 1) * day + 60.0 - self._now, self._runaway_research)
+
+        self._at(1.0, start)
+
+    def _release_retry_storm(self) -> None:
+        """A bot re-runs `release` every 30 s; its build fails on an upstream outage each time,
+        and a bug_fix task filed for it fails the same way."""
+        self._start_run("release", fail_step="build", fail_attempts=MAX_STEP_ATTEMPTS,
+                        error_type=BURST_ERROR_TYPE)
+        self._submit_task("bug_fix", complexity="simple", analyst=False, outcome="failed",
+                          quick=True)
+        if self._chance(0.3):
+            self._log("critical", "Package registry unreachable; circuit breaker open",
+                      "dotted")
+        self._at(30.0, self._release_retry_storm)
+
+
+def _stages(task_type: str, complexity: str, analyst: bool, parallel: bool,
+            draw: random.Random) -> list[list[str]]:
+    """Which roles work on a task, stage by stage (a stage's agents work in parallel)."""
+    if task_type == "research":
+        stages = [["ANALYST"], ["REVIEWER"]]
+    elif task_type == "documentation":
+        stages = [["BUILDER"], ["REVIEWER"]]
+    elif complexity == "complex":
+        builders = ["BUILDER"] * (draw.randint(2, 3) if parallel else 1)
+        stages = [["PLANNER"], builders, ["TESTER"], ["REVIEWER"]]
+    else:
+        stages = [["BUILDER"], ["TESTER"]]
+    if analyst and stages[0] != ["ANALYST"]:
+        stages.insert(0, ["ANALYST"])
+    return stages
+
+
+def _iso(timestamp: float) -> str:
+    moment = datetime.fromtimestamp(round(timestamp, 3), UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _orchestr8(event_type: str, fields: dict[str, object], workflow: str | None,
+               timestamp: float) -> DemoEvent:
+    """The @orchestr8 envelope: workflowId = workflow name, executionId = run id, data = rest."""
+    data = {_CAMEL.get(key, key): value for key, value in fields.items()
+            if key not in ("run_id", "step_id", "workflow")}
+    event: DemoEvent = {"type": event_type, "timestamp": _iso(timestamp)}
+    if workflow is not None:
+        event["workflowId"] = workflow
+    if "run_id" in fields:
+        event["executionId"] = fields["run_id"]
+    if "step_id" in fields:
+        event["stepId"] = fields["step_id"]
+    event["data"] = data
+    return event
+
+
+def run_demo(
+    sink: Callable[[list[DemoEvent]], object],
+    *,
+    seed: int,
+    rate: float,
+    scenario: str | None,
+    stop: threading.Event,
+    tick_seconds: float = 1.0,
+    clock: Callable[[], float] = time.time,
+) -> None:
+    """Call `sink` with each tick's events until `stop` is set, then with the wind-down.
+
+    Ticks with no events are not passed on. The wind-down (`DemoFleet.shutdown`) cancels what is
+    in flight so no agent is left `running`; a sink that fails then is only logged.
+    """
+    fleet = DemoFleet(seed=seed, rate=rate, scenario=scenario, start_time=clock())
+    while not stop.is_set():
+        events = fleet.step(clock())
+        if events:
+            sink(events)
+        stop.wait(tick_seconds)
+    try:
+        events = fleet.shutdown(clock())
+        if events:
+            sink(events)
+    except Exception as error:  # the exporter may be stopping too
+        logger.warning("demo wind-down not delivered: %s", error)
+
+
+class _RefusedError(Exception):
+    """The exporter refused demo events (a wrong token, an invalid event)."""
+
+
+def main_demo(url: str, token: str | None, *, seed: int, rate: float, scenario: str | None,
+              duration: float | None) -> int:
+    """`orchestrator-exporter demo`: drive the exporter at `url` until `duration` or Ctrl-C.
+
+    Returns 0 when every event was acknowledged, 1 otherwise (unreachable, refused).
+    """
+    stop = threading.Event()
+    client = ExporterClient(url, token)
+    failure: list[BaseException] = []
+
+    def sink(events: list[DemoEvent]) -> None:
+        for event in events:
+            client.emit(event)
+        if client.dropped:
+            raise _RefusedError("the exporter refused demo events; see the log above")
+
+    def drive() -> None:
+        try:
+            run_demo(sink, seed=seed, rate=rate, scenario=scenario, stop=stop)
+        except (QueueFullError, _RefusedError) as error:
+            failure.append(error)
+            stop.set()
+
+    logger.info("demo fleet (seed %d, %.1f events/s, scenario %s) -> %s", seed, rate,
+                scenario or "none", url)
+    worker = threading.Thread(target=drive, name="demo-fleet", daemon=True)
+    with _stop_on_sigterm(stop):
+        worker.start()
+        with suppress(KeyboardInterrupt):
+            stop.wait(duration)
+        stop.set()
+        worker.join()
+    delivered = client.close(timeout=30.0)
+    logger.info("demo stopped: %d events sent, %d dropped, %d retries", client.sent,
+                client.dropped, client.retries)
+    if failure:
+        logger.error("demo failed: %s", failure[0])
+    return 0 if delivered and not failure and not client.dropped else 1
+
+
+@contextmanager
+def _stop_on_sigterm(stop: threading.Event) -> Iterator[None]:
+    """Turn SIGTERM (docker stop) into a clean stop while active; only the main thread can."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
