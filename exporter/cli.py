@@ -115,7 +115,7 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
 
     # The serving process decides: no `_created` companion series, which 0.0.4 text turns into
     # stray gauge families that nobody queries.
-    prometheus_client.disable_created_metrics()
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
     from exporter.api import create_app
     from exporter.service import build_exporter

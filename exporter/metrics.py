@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.budgets import period_bounds
 from exporter.config import Budget
+from exporter.events import AGENT_STATUSES
 from exporter.labels import CAPPED_LABELS
 from exporter.pricing import NANO_PER_USD
 from exporter.series import CounterFamily, HistogramFamily, label_text
@@ -66,13 +67,19 @@ class MetricsRenderer:
             self._counter(lines, family)
         for histogram in state.families.histograms():
             self._histogram(lines, histogram)
+        families = state.families
         self._gauge(lines, "orchestrator_agents", "Agents not deleted, by current status.",
-                    ("source", "role", "status"), state.agent_counts.items())
+                    ("source", "role", "status"), state.agent_counts.items(),
+                    {(source, role, status) for source, role, _ in families.agents_created.values
+                     for status in AGENT_STATUSES})
         self._gauge(lines, "orchestrator_tasks_in_flight", "Tasks submitted and not ended, by "
                     "status: pending, running.", ("source", "task_type", "analyst", "status"),
-                    self._tasks_in_flight().items())
+                    self._tasks_in_flight().items(),
+                    {(*labels, status) for labels in families.tasks_submitted.values
+                     for status in ("pending", "running")})
         self._gauge(lines, "orchestrator_workflow_runs_active", "Workflow runs started and not "
-                    "ended.", ("source", "workflow"), self._active_runs().items())
+                    "ended.", ("source", "workflow"), self._active_runs().items(),
+                    set(families.runs_started.values))
         self._live_agents(lines)
         self._budgets(lines)
         self._limits(lines)
@@ -110,12 +117,14 @@ class MetricsRenderer:
             lines.append(f"{name}_count{text} {histogram.count}")
 
     def _gauge(self, lines: list[str], name: str, help_text: str, labelnames: tuple[str, ...],
-               samples: Iterable[tuple[tuple[str, ...], float]]) -> None:
-        """A gauge whose series stay at 0 once seen, instead of vanishing into staleness."""
+               samples: Iterable[tuple[tuple[str, ...], float]],
+               known: set[tuple[str, ...]]) -> None:
+        """A gauge whose series read 0 (not absent) for every label set the counters know of."""
         _header(lines, name, help_text, "gauge")
         seen = self._seen_gauges.setdefault(name, set())
         current = dict(samples)
         seen.update(current)
+        seen.update(known)
         for labels in sorted(seen):
             text = self._label_text(name, labelnames, labels)
             lines.append(f"{name}{text} {format_value(current.get(labels, 0))}")

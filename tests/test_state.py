@@ -1,0 +1,226 @@
+"""Fleet semantics through the in-process path: pricing, ANALYST, live agents, caps, budgets,
+restore from the ledger."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+from support import parse_metrics
+
+from exporter.budgets import period_bounds
+from exporter.callback import MonitorCallback
+from exporter.config import parse_config
+from exporter.service import Exporter, build_exporter
+from exporter.settings import Settings
+
+CONFIG = {
+    "budgets": [
+        {"name": "daily", "limit_usd": 10, "period": "day"},
+        {"name": "builders", "limit_usd": 5, "period": "month", "scope": {"role": "BUILDER"}},
+        {"name": "weekly-opus", "limit_usd": 50, "period": "week",
+         "scope": {"model": "claude-opus-4-5"}},
+    ],
+    "pricing": {"acme-1": {"input": 2, "output": 4, "cache_read": 0.2, "cache_write": 2.5}},
+}
+
+
+class Harness:
+    def __init__(self, path: Path, **settings: object) -> None:
+        self.path = path
+        self.settings = Settings(database_url=f"sqlite:///{path / 'ledger.db'}", **settings)
+        self.exporter: Exporter = self._start()
+        self.callback = MonitorCallback(self.exporter.pipeline, strict=True)
+
+    def _start(self) -> Exporter:
+        exporter = build_exporter(self.settings, registry=CollectorRegistry(),
+                                  config=parse_config(CONFIG))
+        exporter.start()
+        return exporter
+
+    def send(self, *events: dict[str, object]) -> None:
+        for event in events:
+            self.callback.emit(event)
+        assert self.callback.flush(10)
+
+    def metrics(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        return parse_metrics(self.exporter.renderer.render().decode())
+
+    def value(self, name: str, **labels: str) -> float | None:
+        return self.metrics().get((name, frozenset(labels.items())))
+
+    def restart(self) -> None:
+        self.exporter.close()
+        self.exporter = self._start()
+        self.callback = MonitorCallback(self.exporter.pipeline, strict=True)
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    harness = Harness(tmp_path)
+    yield harness
+    harness.exporter.close()
+
+
+def created(agent_id: str, role: str, model: str = "claude-sonnet-4-5", **extra: object):
+    return {"type": "agent.created", "agent_id": agent_id, "role": role, "model": model, **extra}
+
+
+def test_usage_is_priced_per_token_type_and_exactly(harness: Harness):
+    harness.send(created("a", "BUILDER", "claude-sonnet-4-5-20250929"),
+                 {"type": "agent.usage", "agent_id": "a", "input_tokens": 1_000_000,
+                  "output_tokens": 100_000, "cache_read_tokens": 10_000,
+                  "cache_creation_tokens": 1_000})
+    labels = {"source": "default", "role": "BUILDER", "model": "claude-sonnet-4-5-20250929",
+              "task_type": "none", "workflow": "none"}
+    # 3.00 + 1.50 + 0.003 + 0.00375 dollars
+    assert harness.value("orchestrator_cost_usd_total", **labels) == 4.50675
+    assert harness.value("orchestrator_tokens_total", **labels, type="cache_creation") == 1000
+
+
+def test_explicit_cost_wins_and_unknown_models_cost_nothing_but_are_counted(harness: Harness):
+    harness.send(created("a", "TESTER", "mystery-model"),
+                 {"type": "agent.usage", "agent_id": "a", "input_tokens": 500},
+                 {"type": "agent.usage", "agent_id": "a", "input_tokens": 5, "cost_usd": 0.1},
+                 {"type": "agent.usage", "agent_id": "a", "model": "acme-1",
+                  "input_tokens": 1_000_000})
+    assert harness.value("orchestrator_unpriced_usage_events_total", source="default",
+                         model="mystery-model") == 1
+    assert harness.value("orchestrator_agent_cost_usd", source="default", agent_id="a",
+                         role="TESTER") == 2.1
+
+
+def test_analyst_label_follows_the_flag_or_an_analyst_agent(harness: Harness):
+    harness.send({"type": "task.submitted", "task_id": "t1", "task_type": "feature"},
+                 {"type": "task.submitted", "task_id": "t2", "task_type": "feature",
+                  "analyst": True},
+                 {"type": "task.submitted", "task_id": "t3", "task_type": "feature"},
+                 created("an", "ANALYST", task_id="t3"),
+                 {"type": "agent.usage", "agent_id": "an", "cost_usd": 0.25},
+                 {"type": "task.started", "task_id": "t3", "timestamp": time.time() - 90},
+                 {"type": "task.completed", "task_id": "t1"},
+                 {"type": "task.completed", "task_id": "t2"},
+                 {"type": "task.completed", "task_id": "t3"},
+                 {"type": "task.completed", "task_id": "t3"})
+    base = {"source": "default", "task_type": "feature", "status": "completed"}
+    assert harness.value("orchestrator_tasks_total", **base, analyst="excluded") == 1
+    assert harness.value("orchestrator_tasks_total", **base, analyst="included") == 2
+    assert harness.value("orchestrator_task_cost_usd_sum", **base, analyst="included") == 0.25
+    assert harness.value("orchestrator_task_duration_seconds_bucket", **base,
+                         analyst="included", le="60.0") == 1  # t2: no start, duration ~0
+    assert harness.value("orchestrator_task_duration_seconds_bucket", **base,
+                         analyst="included", le="120.0") == 2
+
+
+def test_live_agent_series_end_with_the_agent_and_the_status_gauge_keeps_count(
+        harness: Harness):
+    harness.send(created("a", "BUILDER"), created("b", "BUILDER"),
+                 {"type": "agent.status_changed", "agent_id": "a", "status": "running"},
+                 {"type": "agent.status_changed", "agent_id": "b", "status": "completed"})
+    info = {key for key in harness.metrics() if key[0] == "orchestrator_agent_info"}
+    assert [dict(labels)["agent_id"] for _, labels in info] == ["a"]
+    agents = {"source": "default", "role": "BUILDER"}
+    assert harness.value("orchestrator_agents", **agents, status="completed") == 1
+    harness.send({"type": "agent.deleted", "agent_id": "b"},
+                 {"type": "agent.deleted", "agent_id": "a"})
+    assert harness.value("orchestrator_agents", **agents, status="completed") == 0
+    assert not any(key[0] == "orchestrator_agent_info" for key in harness.metrics())
+
+
+def test_free_form_labels_overflow_to_other_and_keep_their_mapping_after_restart(
+        tmp_path: Path):
+    harness = Harness(tmp_path, label_value_limit=2, live_agent_limit=1)
+    try:
+        harness.send(*[{"type": "agent.tool_call", "agent_id": "a", "tool": f"tool-{index}",
+                        "outcome": "success"} for index in range(4)])
+        tools = {dict(labels)["tool"] for name, labels in harness.metrics()
+                 if name == "orchestrator_tool_calls_total"}
+        assert tools == {"tool-0", "tool-1", "other"}
+        assert harness.value("orchestrator_exporter_label_overflow_total", label="tool") == 2
+        harness.send(created("b", "X"))
+        assert harness.value("orchestrator_exporter_live_agents_over_limit") == 1
+        harness.restart()
+        harness.send({"type": "agent.tool_call", "agent_id": "a", "tool": "tool-1",
+                      "outcome": "success"},
+                     {"type": "agent.tool_call", "agent_id": "a", "tool": "tool-9",
+                      "outcome": "success"})
+        calls = {"source": "default", "role": "unknown", "outcome": "success"}
+        assert harness.value("orchestrator_tool_calls_total", **calls, tool="tool-1") == 2
+        assert harness.value("orchestrator_tool_calls_total", **calls, tool="other") == 3
+    finally:
+        harness.exporter.close()
+
+
+def test_budgets_sum_exactly_over_the_current_period_and_scope(harness: Harness):
+    now = time.time()
+    day_start, _ = period_bounds("day", now)
+    harness.send(created("b", "BUILDER"), created("o", "REVIEWER", "claude-opus-4-5"),
+                 {"type": "agent.usage", "agent_id": "b", "cost_usd": 1.1},
+                 {"type": "agent.usage", "agent_id": "o", "cost_usd": 2.2},
+                 # yesterday: outside the daily period, inside the month unless it just began
+                 {"type": "agent.usage", "agent_id": "b", "cost_usd": 4.0,
+                  "timestamp": day_start - 1})
+    assert harness.value("orchestrator_budget_spent_usd", budget="daily", period="day") == \
+        pytest.approx(3.3, abs=1e-12)
+    month_start, month_end = period_bounds("month", now)
+    builders = 5.1 if day_start - 1 >= month_start else 1.1
+    assert harness.value("orchestrator_budget_spent_usd", budget="builders",
+                         period="month") == pytest.approx(builders, abs=1e-12)
+    assert harness.value("orchestrator_budget_period_end_timestamp_seconds", budget="builders",
+                         period="month") == month_end
+    harness.restart()
+    assert harness.value("orchestrator_budget_spent_usd", budget="daily", period="day") == \
+        pytest.approx(3.3, abs=1e-12)
+    assert harness.value("orchestrator_budget_limit_usd", budget="weekly-opus",
+                         period="week") == 50
+
+
+def test_calendar_periods_are_utc_days_iso_weeks_and_months():
+    moment = 1_795_000_000.0  # 2026-11-18T09:46:40Z, a Wednesday
+    assert period_bounds("day", moment) == (1_794_960_000.0, 1_795_046_400.0)
+    assert period_bounds("week", moment) == (1_794_787_200.0, 1_795_392_000.0)
+    assert period_bounds("month", moment) == (1_793_491_200.0, 1_796_083_200.0)
+
+
+def test_steps_give_durations_outcomes_and_retries_per_workflow(harness: Harness):
+    start = time.time() - 100
+    harness.send({"type": "workflow.started", "run_id": "r", "workflow": "release",
+                  "timestamp": start},
+                 {"type": "step.started", "run_id": "r", "step_id": "s", "step": "build",
+                  "agent": "BUILDER", "timestamp": start},
+                 {"type": "step.retried", "run_id": "r", "step_id": "s", "timestamp": start + 10},
+                 {"type": "step.completed", "run_id": "r", "step_id": "s",
+                  "timestamp": start + 13},
+                 {"type": "workflow.completed", "run_id": "r", "timestamp": start + 20})
+    step = {"source": "default", "workflow": "release", "step": "build", "agent": "BUILDER"}
+    assert harness.value("orchestrator_step_retries_total", **step) == 1
+    assert harness.value("orchestrator_steps_total", **step, status="completed") == 1
+    assert harness.value("orchestrator_step_duration_seconds_sum", **step) == 3.0
+    assert harness.value("orchestrator_workflow_run_duration_seconds_sum", source="default",
+                         workflow="release", status="completed") == 20.0
+    assert harness.value("orchestrator_workflow_runs_active", source="default",
+                         workflow="release") == 0
+
+
+def test_counters_are_restored_from_the_ledger_not_replayed(harness: Harness):
+    harness.send(created("a", "BUILDER"),
+                 {"type": "agent.usage", "agent_id": "a", "cost_usd": 0.3, "context_tokens": 7},
+                 {"type": "task.submitted", "task_id": "t"})
+    before = harness.metrics()
+    harness.restart()
+    after = harness.metrics()
+    fleet = {key: value for key, value in before.items()
+             if key[0].startswith("orchestrator_") and not key[0].startswith("orchestrator_exp")}
+    assert fleet and all(after.get(key) == value for key, value in fleet.items())
+
+
+def test_the_callback_counts_invalid_events_as_rejected_unless_strict(harness: Harness):
+    lenient = MonitorCallback(harness.exporter.pipeline)
+    lenient("agent_usage", {"agentId": "a", "inputTokens": -3})
+    assert lenient.rejected == 1
+    assert harness.value("orchestrator_exporter_events_rejected_total", reason="invalid") == 1
+    with pytest.raises(ValueError, match="input_tokens"):
+        harness.callback("agent_usage", {"agentId": "a", "inputTokens": -3})
