@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
+
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import ORJSONResponse
 from starlette.concurrency import run_in_threadpool
