@@ -39,6 +39,12 @@ class CounterFamily:
         self.values[labels] = self.values.get(labels, 0) + amount
         self.dirty.add(labels)
 
+    def touch(self, labels: tuple[str, ...]) -> None:
+        """Expose the series at 0 before its first increase, so `rate()` sees that increase."""
+        if labels not in self.values:
+            self.values[labels] = 0
+            self.dirty.add(labels)
+
     def key(self, labels: tuple[str, ...]) -> str:
         return self.name + LABEL_SEPARATOR + LABEL_SEPARATOR.join(labels)
 

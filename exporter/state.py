@@ -382,6 +382,7 @@ class FleetState:
         labels = (self._label("source", event.source), self._label("role", agent.role),
                   self._label("tool", fields["tool"]))
         self.families.tool_calls.inc((*labels, fields["outcome"]))
+        self.families.tool_calls.touch((*labels, "error"))
         if "duration_seconds" in fields:
             self.families.tool_duration.observe(labels, fields["duration_seconds"])
         if fields["outcome"] == "error":
@@ -434,9 +435,11 @@ class FleetState:
         task.mode = fields.get("mode", task.mode)
         if first:
             task.submitted_at = event.timestamp
-            self.families.tasks_submitted.inc((
-                self._label("source", task.source), self._label("task_type", task.task_type),
-                task.analyst_label))
+            source, task_type = (self._label("source", task.source),
+                                 self._label("task_type", task.task_type))
+            self.families.tasks_submitted.inc((source, task_type, task.analyst_label))
+            for status in ("completed", "failed", "cancelled"):
+                self.families.tasks.touch((source, task_type, status, task.analyst_label))
         for agent_key in self.task_agents.get((task.source, task.task_id), ()):
             agent = self.agents.get(agent_key)
             if agent is not None:
@@ -495,8 +498,10 @@ class FleetState:
         run.workflow = fields["workflow"]
         run.steps = fields.get("steps", [])
         run.started_at = event.timestamp
-        self.families.runs_started.inc((self._label("source", run.source),
-                                        self._label("workflow", run.workflow)))
+        labels = (self._label("source", run.source), self._label("workflow", run.workflow))
+        self.families.runs_started.inc(labels)
+        for status in ("completed", "failed", "cancelled"):
+            self.families.runs.touch((*labels, status))
 
     def _workflow_ended(self, event: Event) -> None:
         run = self._run(event.source, event.fields["run_id"])
@@ -540,6 +545,9 @@ class FleetState:
         labels = (self._label("source", step.source), self._label("workflow", workflow),
                   self._label("step", step.step), self._label("agent", step.agent))
         if kind in ("started", "retried"):
+            self.families.step_retries.touch(labels)
+            for status in ("completed", "failed", "skipped", "cancelled"):
+                self.families.steps.touch((*labels, status))
             if kind == "retried":
                 step.retries += 1
                 self.families.step_retries.inc(labels)
