@@ -201,8 +201,8 @@ MAX_STEP_ATTEMPTS: Final = 3
 
 # Mean events of one task and one workflow run (measured over many seeds); arrivals are set
 # from them so that `rate` is the mean number of events per second.
-_EVENTS_PER_TASK: Final = 83.0
-_EVENTS_PER_RUN: Final = 38.0
+_EVENTS_PER_TASK: Final = 88.0
+_EVENTS_PER_RUN: Final = 40.0
 _TASK_SHARE: Final = 0.72
 _RUN_SHARE: Final = 0.27
 _METRICS_INTERVAL: Final = 15.0

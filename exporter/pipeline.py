@@ -1,14 +1,20 @@
-"""The ingest pipeline: one writer thread, group commit, acknowledgement after the commit.
+"""The ingest pipeline: a writer that makes events durable, an applier that counts them.
 
-Requests hand validated batches to the writer and wait on a future; the writer folds everything
-queued into one transaction (events + the state they changed), commits, and only then resolves
-the futures. While it waits on the database, which releases the GIL, the event loop parses the
-next requests: parsing and writing overlap.
+The writer folds everything queued into one transaction of raw events (group commit). After the
+commit the group goes to the applier, which applies it to the in-memory state and only then
+answers the requests, so a scrape after an answer always includes the batch. The writer spends
+its time in SQLite, which releases the GIL, while the applier and the event loop run Python: the
+stages overlap on two cores.
+
+The applier writes the state's aggregates as a checkpoint about once a second, naming the last
+event they include. A restart (even after kill -9) loads the checkpoint and applies only the
+events stored after it, so counters come back exactly, without replaying the whole ledger.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -16,7 +22,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Final
 
-from exporter.events import Event
+import orjson
+
+from exporter.events import Event, validate_one
 from exporter.ledger import Ledger
 from exporter.state import FleetState
 from exporter.telemetry import Telemetry
@@ -25,14 +33,17 @@ log = logging.getLogger(__name__)
 
 # Large enough to amortise a commit (fsync); small enough to keep a scrape's wait short.
 MAX_GROUP_EVENTS: Final = 5_000
+# Aggregates reach the ledger at least every this many events, whatever the interval.
+CHECKPOINT_EVENTS: Final = 50_000
 # After a failed write, loose events are retried (they were never refused to anyone) after this.
 WRITE_RETRY_DELAY: Final = 1.0
 # Loose events (in-process callback) wait at most this long for the writer.
 LOOSE_EVENT_DELAY: Final = 0.05
+REPLAY_CHUNK: Final = 5_000
 
 
 class LedgerUnavailableError(RuntimeError):
-    """The transaction failed; nothing of the batch was stored and the state was reloaded."""
+    """The transaction failed; nothing of the batch was stored."""
 
 
 class PipelineBusyError(RuntimeError):
@@ -52,32 +63,46 @@ class _Batch:
     received: float
 
 
+@dataclass(slots=True)
+class _Committed:
+    batches: list[_Batch]
+    fresh: list[bool]
+    last_seq: int
+
+
 class IngestPipeline:
-    """Owns the writer thread; `submit` for batches that need an answer, `offer` for callbacks."""
+    """Owns the writer and applier threads; `submit` for batches, `offer` for callbacks."""
 
     def __init__(self, *, ledger: Ledger, state: FleetState, lock: threading.Lock,
-                 telemetry: Telemetry, max_pending_events: int = 200_000) -> None:
+                 telemetry: Telemetry, max_pending_events: int = 200_000,
+                 checkpoint_seconds: float = 1.0) -> None:
         self.ledger = ledger
         self.state = state
         self.lock = lock
         self.telemetry = telemetry
         self.max_pending_events = max_pending_events
+        self.checkpoint_seconds = checkpoint_seconds
         self._queue: deque[_Batch] = deque()
         self._loose: deque[Event] = deque()
+        self._committed_groups: queue.Queue[_Committed | None] = queue.Queue()
         self._pending = 0
         self._wake = threading.Condition()
         self._space = threading.Condition()
         self._offered = 0
         self._offer_lock = threading.Lock()
-        self._committed = 0
+        self._applied = 0
+        self._applied_seq = 0
         self._stopping = False
-        self._thread: threading.Thread | None = None
+        # Held by the writer from a commit until its group is queued for the applier, so that a
+        # rebuild can know every committed group is either in the queue or not yet written.
+        self._write_gate = threading.Lock()
+        self._threads: list[threading.Thread] = []
         telemetry.queue.set_function(lambda: self._pending + len(self._loose))
 
     # -- producers -----------------------------------------------------------------------------
 
     def submit(self, events: list[Event], received: float) -> Future[IngestResult]:
-        """Queue a batch; the future resolves after its durable commit."""
+        """Queue a batch; the future resolves once it is committed and counted."""
         future: Future[IngestResult] = Future()
         with self._wake:
             if self._stopping:
@@ -102,11 +127,11 @@ class IngestPipeline:
                 self._wake.notify()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every offered event is committed."""
+        """Wait until every offered event is committed and counted."""
         target = self._offered
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._space:
-            while self._committed < target:
+            while self._applied < target:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -115,25 +140,56 @@ class IngestPipeline:
                 self._space.wait(0.05 if remaining is None else min(0.05, remaining))
         return True
 
-    # -- the writer ----------------------------------------------------------------------------
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Load the last checkpoint and apply the events stored after it; return how many."""
+        with self.lock:
+            snapshot = self.ledger.load_snapshot(self.state.budgets.budgets, time.time())
+            self.state.restore(snapshot)
+            self._applied_seq = snapshot.applied_seq
+            replayed = self._replay()
+            if replayed:
+                self._checkpoint()
+        return replayed
+
+    def _replay(self) -> int:
+        replayed = 0
+        while True:
+            rows = self.ledger.events_after(self._applied_seq, REPLAY_CHUNK)
+            for seq, received, payload in rows:
+                try:
+                    self.state.apply(validate_one(orjson.loads(payload), received))
+                except ValueError as error:  # stored by an older contract; skip, never crash
+                    log.warning("stored event %d no longer validates: %s", seq, error)
+                self._applied_seq = seq
+            replayed += len(rows)
+            if len(rows) < REPLAY_CHUNK:
+                return replayed
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
-        self._thread.start()
+        for target, name in ((self._write_loop, "ledger-writer"),
+                             (self._apply_loop, "state-applier")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Commit everything queued, then stop the writer."""
+        """Commit and count everything queued, write a checkpoint, stop the threads."""
         with self._wake:
             self._stopping = True
             self._wake.notify()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        for thread in self._threads:
+            thread.join(timeout)
 
-    def _run(self) -> None:
+    # -- the writer ----------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
         while True:
             with self._wake:
                 if not self._queue and not self._loose:
                     if self._stopping:
+                        self._committed_groups.put(None)
                         return
                     self._wake.wait(LOOSE_EVENT_DELAY)
                 batches = self._take_group()
@@ -158,56 +214,125 @@ class IngestPipeline:
     def _write(self, batches: list[_Batch]) -> None:
         events = [event for batch in batches for event in batch.events]
         started = time.perf_counter()
+        with self._write_gate:
+            self._commit_group(batches, events, started)
+
+    def _commit_group(self, batches: list[_Batch], events: list[Event], started: float) -> None:
         try:
-            fresh = self._commit(events, batches[0].received)
-        except Exception as error:  # any database failure: refuse, reload, keep serving
+            with self.ledger.engine.begin() as connection:
+                fresh, last_seq = self.ledger.insert_events(connection, events,
+                                                            batches[0].received)
+                duplicates: dict[str, int] = {}
+                for event, is_new in zip(events, fresh, strict=True):
+                    if not is_new:
+                        duplicates[event.type] = duplicates.get(event.type, 0) + 1
+                if duplicates:
+                    self.ledger.add_duplicates(connection, duplicates)
+        except Exception as error:  # any database failure: refuse, keep serving
             log.exception("ledger write failed; %d events refused", len(events))
             self.telemetry.ledger_errors.labels("write").inc()
-            self._reload()
-            self._finish(batches, None, error)
+            self._refuse(batches, error)
             time.sleep(WRITE_RETRY_DELAY)
             return
         self.telemetry.commit_duration.observe(time.perf_counter() - started)
-        self._finish(batches, fresh, None)
+        self._committed_groups.put(_Committed(batches, fresh, last_seq))
 
-    def _commit(self, events: list[Event], received: float) -> list[bool]:
-        with self.lock, self.ledger.engine.begin() as connection:
-            fresh = self.ledger.insert_events(connection, events, received)
-            state = self.state
-            for event, is_new in zip(events, fresh, strict=True):
-                if is_new:
-                    state.apply(event)
-                else:
-                    state.count_duplicate(event.type)
-            self.ledger.write_changes(connection, state.take_changes())
-        return fresh
+    def _refuse(self, batches: list[_Batch], error: Exception) -> None:
+        for batch in batches:
+            if batch.future is None:
+                self._loose.extendleft(reversed(batch.events))
+                continue
+            batch.future.set_exception(LedgerUnavailableError(str(error)))
+            with self._wake:
+                self._pending -= len(batch.events)
 
-    def _reload(self) -> None:
+    # -- the applier ---------------------------------------------------------------------------
+
+    def _apply_loop(self) -> None:
+        last_checkpoint = time.monotonic()
+        since_checkpoint = 0
+        while True:
+            try:
+                group = self._committed_groups.get(timeout=self.checkpoint_seconds)
+            except queue.Empty:
+                group = None if self._stopping else _Committed([], [], self._applied_seq)
+            if group is None:
+                self._safe_checkpoint()
+                return
+            if group.batches:
+                self._apply(group)
+                since_checkpoint += len(group.fresh)
+            due = time.monotonic() - last_checkpoint >= self.checkpoint_seconds
+            if since_checkpoint and (due or since_checkpoint >= CHECKPOINT_EVENTS):
+                self._safe_checkpoint()
+                last_checkpoint, since_checkpoint = time.monotonic(), 0
+
+    def _apply(self, group: _Committed) -> None:
+        state = self.state
+        with self.lock:
+            fresh = iter(group.fresh)
+            for batch in group.batches:
+                for event, is_new in zip(batch.events, fresh):  # noqa: B905 (shared iterator)
+                    if is_new:
+                        state.apply(event)
+                    else:
+                        state.count_duplicate(event.type)
+            self._applied_seq = max(self._applied_seq, group.last_seq)
+        self._answer(group)
+
+    def _answer(self, group: _Committed) -> None:
+        offset = 0
+        for batch in group.batches:
+            count = len(batch.events)
+            accepted = sum(group.fresh[offset:offset + count])
+            offset += count
+            if batch.future is None:
+                with self._space:
+                    self._applied += count
+                    self._space.notify_all()
+                continue
+            batch.future.set_result(IngestResult(accepted, count - accepted))
+            with self._wake:
+                self._pending -= count
+
+    def _checkpoint(self) -> None:
+        changes = self.state.take_changes()
+        started = time.perf_counter()
+        with self.ledger.engine.begin() as connection:
+            self.ledger.write_checkpoint(connection, changes, self._applied_seq)
+        self.telemetry.commit_duration.observe(time.perf_counter() - started)
+
+    def _safe_checkpoint(self) -> None:
         try:
             with self.lock:
-                self.state.restore(self.ledger.load_snapshot(self.state.budgets.budgets,
-                                                             time.time()))
+                self._checkpoint()
         except Exception:
-            self.telemetry.ledger_errors.labels("read").inc()
-            log.exception("reloading the state from the ledger failed")
+            # The events are durable; rebuilding from the last good checkpoint loses nothing.
+            log.exception("checkpoint failed; rebuilding the state from the ledger")
+            self.telemetry.ledger_errors.labels("write").inc()
+            self._rebuild()
 
-    def _finish(self, batches: list[_Batch], fresh: list[bool] | None,
-                error: Exception | None) -> None:
-        offset = 0
-        for batch in batches:
-            count = len(batch.events)
-            if batch.future is None and fresh is None:
-                self._loose.extendleft(reversed(batch.events))
-            elif batch.future is None:
-                with self._space:
-                    self._committed += count
-                    self._space.notify_all()
-            elif fresh is None:
-                batch.future.set_exception(LedgerUnavailableError(str(error)))
-            else:
-                accepted = sum(fresh[offset:offset + count])
-                batch.future.set_result(IngestResult(accepted, count - accepted))
-            if batch.future is not None:
-                with self._wake:
-                    self._pending -= count
-            offset += count
+    def _rebuild(self) -> None:
+        """Pause the writer, rebuild from the ledger (which holds every committed group), then
+        answer the groups committed meanwhile without applying them a second time."""
+        with self._write_gate:
+            waiting: list[_Committed] = []
+            stop_seen = False
+            while True:
+                try:
+                    group = self._committed_groups.get_nowait()
+                except queue.Empty:
+                    break
+                if group is None:
+                    stop_seen = True
+                else:
+                    waiting.append(group)
+            try:
+                self.recover()
+            except Exception:
+                self.telemetry.ledger_errors.labels("read").inc()
+                log.exception("rebuilding the state from the ledger failed")
+            for group in waiting:
+                self._answer(group)
+            if stop_seen:
+                self._committed_groups.put(None)

@@ -37,12 +37,11 @@ class Exporter:
         """Migrate the ledger, restore the counters from it, start the writer."""
         started = time.perf_counter()
         migrate(self.ledger.engine)
-        snapshot = self.ledger.load_snapshot(self.config.budgets, time.time())
-        self.state.restore(snapshot)
+        replayed = self.pipeline.recover()
         self.pipeline.start()
-        log.info("ledger ready in %.2f s: %d counters, %d agents, %d tasks in flight",
-                 time.perf_counter() - started, len(snapshot.counters), len(snapshot.agents),
-                 len(snapshot.tasks))
+        log.info("ledger ready in %.2f s: %d live agents, %d tasks in flight, %d events "
+                 "applied after the last checkpoint", time.perf_counter() - started,
+                 len(self.state.live), len(self.state.tasks), replayed)
 
     def close(self) -> None:
         """Commit what is queued and release the database."""
@@ -61,7 +60,8 @@ def build_exporter(settings: Settings, *, registry: CollectorRegistry | None = N
     lock = threading.Lock()
     ledger = Ledger(make_engine(settings.database_url,
                                 sqlite_synchronous=settings.sqlite_synchronous))
-    pipeline = IngestPipeline(ledger=ledger, state=state, lock=lock, telemetry=telemetry)
+    pipeline = IngestPipeline(ledger=ledger, state=state, lock=lock, telemetry=telemetry,
+                              checkpoint_seconds=settings.checkpoint_seconds)
     renderer = MetricsRenderer(state=state, lock=lock, registry=registry,
                                budgets=config.budgets,
                                live_agent_limit=settings.live_agent_limit)

@@ -131,6 +131,7 @@ class Snapshot:
     label_values: dict[str, set[str]] = field(default_factory=dict)
     budget_days: dict[str, dict[int, int]] = field(default_factory=dict)
     budget_first_day: int = 0
+    applied_seq: int = 0
 
 
 class Families:
@@ -235,7 +236,9 @@ class FleetState:
         self.families.accepted.inc((event.type,))
 
     def count_duplicate(self, event_type: str) -> None:
-        self.families.duplicates.inc((event_type,))
+        # Not marked dirty: the ledger adds duplicates in the commit that acknowledges them.
+        values = self.families.duplicates.values
+        values[(event_type,)] = values.get((event_type,), 0) + 1
 
     def _build_handlers(self) -> dict[str, Callable[[Event], None]]:
         handlers: dict[str, Callable[[Event], None]] = {

@@ -104,3 +104,26 @@ def test_stream_totals_are_exact_and_survive_resend_and_kill9_on_sqlite(exporter
 def test_stream_totals_are_exact_and_survive_resend_and_kill9_on_postgresql(
         exporter_factory, fresh_postgres_url):
     run_acceptance(lambda: exporter_factory(database_url=fresh_postgres_url))
+
+
+def test_events_acknowledged_after_the_last_checkpoint_are_replayed_after_kill9(
+        exporter_factory, tmp_path):
+    import sqlite3
+
+    database = tmp_path / "replay.db"
+    # No checkpoint during the test: every event must come back by replay.
+    exporter = exporter_factory(database_url=f"sqlite:///{database}",
+                                env={"EXPORTER_CHECKPOINT_SECONDS": "3600"})
+    stream = mixed_stream(total=3000, resend_share=0.0)
+    for batch in stream.batches:
+        assert exporter.post_events(batch).status_code == 200
+    before = persistent_samples(exporter.metrics())
+    exporter.kill9()
+    with sqlite3.connect(database) as connection:
+        stored = connection.execute("SELECT max(seq) FROM events").fetchone()[0]
+        row = connection.execute("SELECT applied_seq FROM checkpoint").fetchone()
+    assert stored == 3000
+    assert row is None  # the aggregates never reached the ledger before the kill
+    exporter.start()
+    assert persistent_samples(exporter.metrics()) == before
+    assert_totals_match(exporter.metrics(), stream)

@@ -36,6 +36,14 @@ events = Table(
     Index("ix_events_id_hash", "id_hash", unique=True),
 )
 
+# The state's aggregates are written as a checkpoint that names the last event they include;
+# a restart loads them and applies only the events after it.
+checkpoint = Table(
+    "checkpoint", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("applied_seq", BigInteger, nullable=False),
+)
+
 counters = Table(
     "counters", metadata,
     Column("key", Text, primary_key=True),

@@ -19,7 +19,7 @@ from exporter.budgets import window_start_day
 from exporter.config import Budget
 from exporter.events import Event
 from exporter.ledger import schema
-from exporter.series import Histogram
+from exporter.series import LABEL_SEPARATOR, Histogram
 from exporter.state import (
     ENDED_MEMORY,
     Agent,
@@ -32,6 +32,7 @@ from exporter.state import (
 )
 
 _IN_CHUNK: Final = 5_000
+DUPLICATES_KEY: Final = "orchestrator_exporter_events_duplicate_total" + LABEL_SEPARATOR
 
 
 def id_hash(event_id: str) -> int:
@@ -62,16 +63,44 @@ class Ledger:
     # -- writing -----------------------------------------------------------------------------
 
     def insert_events(self, connection: Connection, events: Sequence[Event],
-                      received: float) -> list[bool]:
-        """Store the events whose id is new; return, per event, whether it was new."""
+                      received: float) -> tuple[list[bool], int]:
+        """Store the events whose id is new; per event whether it was new, and the last seq."""
         hashes = [None if event.id is None else id_hash(event.id) for event in events]
-        before = connection.execute(select(func.max(schema.events.c.seq))).scalar() or 0
+        max_seq = select(func.max(schema.events.c.seq))
+        before = connection.execute(max_seq).scalar() or 0
         rows = [(hash_, event.id, event.source, event.type, event.timestamp, received,
                  event.payload) for hash_, event in zip(hashes, events, strict=True)]
         result = connection.exec_driver_sql(self._insert_events, rows)
         if self._exact_rowcount and result.rowcount == len(rows):
-            return [True] * len(rows)
-        return self._resolve_duplicates(connection, events, hashes, before, received)
+            return [True] * len(rows), before + len(rows)
+        fresh = self._resolve_duplicates(connection, events, hashes, before, received)
+        return fresh, connection.execute(max_seq).scalar() or 0
+
+    def add_duplicates(self, connection: Connection, counts: dict[str, int]) -> None:
+        """Duplicates store no event, so their counter is added to in the acknowledging commit."""
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        statement = insert(schema.counters)
+        statement = statement.on_conflict_do_update(
+            index_elements=["key"],
+            set_={"value": schema.counters.c.value + statement.excluded.value})
+        connection.execute(statement, [{"key": DUPLICATES_KEY + event_type, "value": count}
+                                       for event_type, count in counts.items()])
+
+    def write_checkpoint(self, connection: Connection, changes: Changes,
+                         applied_seq: int) -> None:
+        """The state's changes up to and including event `applied_seq`."""
+        self.write_changes(connection, changes)
+        self._upsert(connection, schema.checkpoint, ("id",),
+                     [{"id": 1, "applied_seq": applied_seq}])
+
+    def events_after(self, seq: int, limit: int) -> list[tuple[int, float, bytes]]:
+        """Stored events after `seq`, in order: (seq, received, payload)."""
+        column = schema.events.c
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(column.seq, column.received, column.payload)
+                .where(column.seq > seq).order_by(column.seq).limit(limit)).all()
+        return [(row[0], row[1], bytes(row[2])) for row in rows]
 
     def _resolve_duplicates(self, connection: Connection, events: Sequence[Event],
                             hashes: list[int | None], before: int, received: float) -> list[bool]:
@@ -184,6 +213,8 @@ class Ledger:
             )
             self._load_tasks(connection, snapshot)
             self._load_runs(connection, snapshot)
+            snapshot.applied_seq = connection.execute(
+                select(schema.checkpoint.c.applied_seq)).scalar() or 0
             snapshot.budget_first_day = window_start_day(budgets, now)
             snapshot.budget_days = _budget_days(connection, budgets, snapshot.budget_first_day)
         return snapshot

@@ -38,6 +38,11 @@ def upgrade() -> None:
     with op.batch_alter_table('agents', schema=None) as batch_op:
         batch_op.create_index('ix_agents_deleted', ['deleted'], unique=False)
 
+    op.create_table('checkpoint',
+    sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('applied_seq', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
     op.create_table('counters',
     sa.Column('key', sa.Text(), nullable=False),
     sa.Column('value', sa.BigInteger(), nullable=False),
@@ -146,6 +151,7 @@ def downgrade() -> None:
     op.drop_table('events')
     op.drop_table('daily_cost')
     op.drop_table('counters')
+    op.drop_table('checkpoint')
     with op.batch_alter_table('agents', schema=None) as batch_op:
         batch_op.drop_index('ix_agents_deleted')
 
