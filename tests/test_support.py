@@ -17,6 +17,8 @@ import sqlalchemy
 from support import (
     LOOPBACK,
     AlertmanagerFactory,
+    ExporterFactory,
+    ExporterProcess,
     ManagedProcess,
     ProcessFailedError,
     PrometheusFactory,
@@ -305,6 +307,54 @@ alerting:
         lambda: [a for a in prometheus.alerts() if a["state"] == "firing"], 10, describe="firing"
     )
     slack_receiver.wait_for(lambda m: "SupportAlwaysFiring" in _slack_title(m), timeout=10)
+
+
+# --- the exporter ----------------------------------------------------------------------------
+
+AGENT_CREATED = {
+    "type": "agent.created",
+    "id": "support-e-1",
+    "agent_id": "support-a-1",
+    "role": "BUILDER",
+    "model": "claude-sonnet-4-5",
+}
+
+
+def _accepted(exporter: ExporterProcess, event_type: str) -> float | None:
+    return exporter.sample("orchestrator_exporter_events_accepted_total", type=event_type)
+
+
+def test_exporter_accepts_events_and_serves_metrics(exporter_factory: ExporterFactory) -> None:
+    exporter = exporter_factory()
+    response = exporter.post_events([AGENT_CREATED])
+    assert response.is_success, response.text
+    assert _accepted(exporter, "agent.created") == 1
+    assert "orchestrator_exporter_build_info" in exporter.metrics_text()
+
+
+def test_exporter_refuses_a_wrong_token(exporter_factory: ExporterFactory) -> None:
+    exporter = exporter_factory(token="the-right-one")
+    response = exporter.post_events([AGENT_CREATED], headers={"Authorization": "Bearer wrong"})
+    assert response.status_code == 401
+
+
+def test_exporter_restarts_on_its_port_after_kill9(exporter_factory: ExporterFactory) -> None:
+    exporter = exporter_factory()
+    assert exporter.post_events(AGENT_CREATED).is_success
+    url = exporter.url
+    exporter.kill9()
+    assert not exporter.process.running
+    exporter.restart()
+    assert exporter.url == url
+    assert _accepted(exporter, "agent.created") == 1
+
+
+def test_exporter_runs_on_postgres(
+    exporter_factory: ExporterFactory, fresh_postgres_url: str
+) -> None:
+    exporter = exporter_factory(database_url=fresh_postgres_url)
+    assert exporter.post_events([AGENT_CREATED]).is_success
+    assert _accepted(exporter, "agent.created") == 1
 
 
 def test_no_component_outlives_its_test() -> None:
