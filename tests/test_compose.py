@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from support import AlertmanagerFactory
 
 from exporter.config import load_config
 
@@ -253,6 +254,17 @@ def test_the_slack_url_comes_from_a_git_ignored_file_in_a_mounted_directory(
         assert ignored.returncode == 0, f"{relative} must be git-ignored: it holds a secret"
     # No compose `secrets:` entry: a missing secret file would stop `docker compose up`.
     assert "secrets" not in services["alertmanager"]
+
+
+@pytest.mark.integration
+def test_alertmanager_starts_without_the_slack_secret_file(
+    alertmanager_factory: AlertmanagerFactory,
+) -> None:
+    config = (ROOT / "alertmanager" / "alertmanager.yml").read_text()
+    for secret in _secret_files(yaml.safe_load(config)):
+        assert not Path(secret).exists(), f"{secret} exists here: the test would prove nothing"
+    server = alertmanager_factory(config)  # waits until /-/ready answers
+    assert server.alerts() == []
 
 
 # --- Grafana ---
