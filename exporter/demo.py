@@ -1071,48 +1071,62 @@ def run_demo(
         logger.warning("demo wind-down not delivered: %s", error)
 
 
-class _RefusedError(Exception):
-    """The exporter refused demo events (a wrong token, an invalid event)."""
-
-
 def main_demo(url: str, token: str | None, *, seed: int, rate: float, scenario: str | None,
               duration: float | None) -> int:
     """`orchestrator-exporter demo`: drive the exporter at `url` until `duration` or Ctrl-C.
 
-    Returns 0 when every event was acknowledged, 1 otherwise (unreachable, refused).
+    Stops at once when the exporter refuses events (a wrong token) or stays unreachable until
+    the client's queue is full. Returns 0 when every event was acknowledged, else 1.
     """
+    if logging.getLogger("httpx").level == logging.NOTSET:
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     stop = threading.Event()
-    client = ExporterClient(url, token)
-    failure: list[BaseException] = []
+    client = ExporterClient(url, token, flush_interval=0.25)
+    failures: list[str] = []
 
     def sink(events: list[DemoEvent]) -> None:
         for event in events:
             client.emit(event)
-        if client.dropped:
-            raise _RefusedError("the exporter refused demo events; see the log above")
 
     def drive() -> None:
         try:
             run_demo(sink, seed=seed, rate=rate, scenario=scenario, stop=stop)
-        except (QueueFullError, _RefusedError) as error:
-            failure.append(error)
+        except QueueFullError as error:
+            failures.append(str(error))
             stop.set()
 
     logger.info("demo fleet (seed %d, %.1f events/s, scenario %s) -> %s", seed, rate,
                 scenario or "none", url)
     worker = threading.Thread(target=drive, name="demo-fleet", daemon=True)
-    with _stop_on_sigterm(stop):
+    with _stop_on_sigterm(stop), suppress(KeyboardInterrupt):
         worker.start()
-        with suppress(KeyboardInterrupt):
-            stop.wait(duration)
-        stop.set()
-        worker.join()
+        _watch(client, stop, duration, failures)
+    stop.set()
+    worker.join()
     delivered = client.close(timeout=30.0)
     logger.info("demo stopped: %d events sent, %d dropped, %d retries", client.sent,
                 client.dropped, client.retries)
-    if failure:
-        logger.error("demo failed: %s", failure[0])
-    return 0 if delivered and not failure and not client.dropped else 1
+    for failure in failures:
+        logger.error("demo failed: %s", failure)
+    return 0 if delivered and not failures and not client.dropped else 1
+
+
+def _watch(client: ExporterClient, stop: threading.Event, duration: float | None,
+           failures: list[str]) -> None:
+    """Wait for the end, a refusal or a stop; log progress every minute."""
+    began = time.monotonic()
+    next_report = began + 60.0
+    while not stop.wait(0.1):
+        now = time.monotonic()
+        if client.dropped:
+            failures.append("the exporter refused events (see the log above)")
+            return
+        if duration is not None and now - began >= duration:
+            return
+        if now >= next_report:
+            logger.info("demo: %d events sent, %d waiting, %d retries", client.sent,
+                        client.pending, client.retries)
+            next_report += 60.0
 
 
 @contextmanager

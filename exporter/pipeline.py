@@ -242,7 +242,9 @@ class IngestPipeline:
             if batch.future is None:
                 self._loose.extendleft(reversed(batch.events))
                 continue
-            batch.future.set_exception(LedgerUnavailableError(str(error)))
+            # The driver's own message, without SQL or parameters (they would echo the payload).
+            reason = str(getattr(error, "orig", None) or type(error).__name__)
+            batch.future.set_exception(LedgerUnavailableError(reason))
             with self._wake:
                 self._pending -= len(batch.events)
 

@@ -16,8 +16,11 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
                                connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect",
                      lambda connection, _record: _sqlite_pragmas(connection, sqlite_synchronous))
-        # pysqlite's own transaction handling would defer BEGIN; issue it ourselves.
-        event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN"))
+        # pysqlite's own transaction handling would defer BEGIN; issue it ourselves. IMMEDIATE:
+        # a transaction that reads and then writes would otherwise fail with "database is
+        # locked" when the other writer (checkpoint or ingest) committed in between.
+        event.listen(engine, "begin",
+                     lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=4)
 
