@@ -265,14 +265,15 @@ def table_panel(
     *targets: prometheus_builders.Dataquery,
     description: str,
     size: tuple[int, int] = (24, 8),
-    columns: Sequence[tuple[str, str, str]] = (),
+    columns: Sequence[tuple[str, str, str | None]] = (),
     hidden: Sequence[str] = ("Time", "__name__", "job", "instance"),
     sort_by: str = "",
 ) -> table.Panel:
     """Instant table queries merged on their labels into one row per series.
 
-    `columns` are (field, display name, unit): the value columns that Grafana calls
-    "Value #A", "Value #B" (one per query) or just "Value" (a single query).
+    `columns` are (field, display name, unit): labels to rename (unit None), and the value
+    columns that Grafana calls "Value #A", "Value #B" (one per query) or just "Value" (a single
+    query).
     """
     panel = (
         table.Panel()
@@ -289,6 +290,8 @@ def table_panel(
         )
     )
     for _, name, column_unit in columns:
+        if column_unit is None:
+            continue
         panel = panel.override_by_name(
             name, [dashboard.DynamicConfigValue(id_val="unit", value=column_unit)]
         )

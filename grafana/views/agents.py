@@ -94,7 +94,7 @@ def _summary_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Da
                 ),
                 size=(24, 10),
                 columns=(
-                    ("agent_id", "Agent", COUNT),
+                    ("agent_id", "Agent", None),
                     ("Value #B", "Cost", USD),
                     ("Value #C", "Tokens", TOKENS),
                     ("Value #D", "Context", RATIO),
@@ -142,7 +142,7 @@ def _context_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Da
                     table_query(f"{IDLE} {JOIN} > {STUCK_SECONDS} {RUNNING}"),
                     description="Running agents without any event for more than 10 minutes.",
                     size=(12, 8),
-                    columns=(("agent_id", "Agent", COUNT), ("Value", "Silent for", SECONDS)),
+                    columns=(("agent_id", "Agent", None), ("Value", "Silent for", SECONDS)),
                     sort_by="Silent for",
                 ),
                 "Empty while no agent is stuck.",

@@ -204,8 +204,8 @@ def _budget_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Das
                 ),
                 size=(24, 7),
                 columns=(
-                    ("budget", "Budget", COUNT),
-                    ("period", "Period", COUNT),
+                    ("budget", "Budget", None),
+                    ("period", "Period", None),
                     ("Value #A", "Spent", USD),
                     ("Value #B", "Limit", USD),
                     ("Value #C", "Used", RATIO),

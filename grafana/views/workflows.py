@@ -194,8 +194,8 @@ def _steps_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Dash
                 description="Step duration quantiles over the dashboard's range, slowest first.",
                 size=(12, 8),
                 columns=(
-                    ("workflow", "Workflow", COUNT),
-                    ("step", "Step", COUNT),
+                    ("workflow", "Workflow", None),
+                    ("step", "Step", None),
                     ("Value #A", "P50", SECONDS),
                     ("Value #B", "P95", SECONDS),
                     ("Value #C", "P99", SECONDS),
