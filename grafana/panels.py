@@ -53,7 +53,7 @@ ERRORS_PER_SECOND = "errors/s"
 VALUES_PER_SECOND = "values/s"
 TIME_AGO = "dateTimeFromNow"
 
-P = TypeVar("P", bound="_PanelBuilder")
+GREEN_ORANGE_RED = ((None, "green"), (0.8, "orange"), (1.0, "red"))
 
 # Override properties: a dashed line (bands, limits, projections).
 DASHED = [dashboard.DynamicConfigValue(id_val="custom.lineStyle",
@@ -67,8 +67,6 @@ def right_axis(unit: str) -> list[dashboard.DynamicConfigValue]:
         dashboard.DynamicConfigValue(id_val="custom.axisPlacement", value="right"),
     ]
 
-GREEN_ORANGE_RED = ((None, "green"), (0.8, "orange"), (1.0, "red"))
-
 
 class _PanelBuilder(Protocol):
     def title(self, title: str) -> Self: ...
@@ -79,6 +77,9 @@ class _PanelBuilder(Protocol):
     def span(self, w: int) -> Self: ...
     def height(self, h: int) -> Self: ...
     def build(self) -> dashboard.Panel: ...
+
+
+P = TypeVar("P", bound=_PanelBuilder)
 
 
 def query(expr: str, legend: str = "", *, instant: bool = False) -> prometheus_builders.Dataquery:
@@ -96,10 +97,7 @@ def table_query(expr: str) -> prometheus_builders.Dataquery:
 
 def heatmap_query(expr: str) -> prometheus_builders.Dataquery:
     """Histogram buckets (`sum by (le)`) read as a heatmap."""
-    return (
-        query(expr, "{{le}}")
-        .format(prometheus_models.PromQueryFormat.HEATMAP)
-    )
+    return query(expr, "{{le}}").format(prometheus_models.PromQueryFormat.HEATMAP)
 
 
 def _finish(
