@@ -162,10 +162,9 @@ def timeseries_panel(
     description: str,
     size: tuple[int, int] = (12, 8),
     stacked: bool = False,
-    bars: bool = False,
     legend_calcs: Sequence[str] = ("mean", "max", "lastNotNull"),
 ) -> timeseries.Panel:
-    """Lines over time with a table legend sorted by the last value."""
+    """Lines over time with a table legend (mean, max and last by default)."""
     panel = (
         timeseries.Panel()
         .legend(
@@ -186,8 +185,6 @@ def timeseries_panel(
     )
     if stacked:
         panel = panel.stacking(common_builders.StackingConfig().mode(common.StackingMode.NORMAL))
-    if bars:
-        panel = panel.draw_style(common.GraphDrawStyle.BARS).fill_opacity(80)
     return _finish(panel, title, description, unit, targets, size)
 
 
@@ -197,19 +194,15 @@ def gauge_panel(
     *targets: prometheus_builders.Dataquery,
     description: str,
     size: tuple[int, int] = (12, 6),
-    maximum: float = 1.0,
 ) -> gauge.Panel:
-    """Gauges from 0 to `maximum`, orange from 80 % and red from 100 % of it."""
+    """Shares from 0 to 1 (100 %): orange from 80 %, red from 100 %."""
     panel = (
         gauge.Panel()
         .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
         .show_threshold_markers(True)
         .min(0)
-        .max(maximum)
-        .thresholds(
-            _thresholds([(value if value is None else value * maximum, color)
-                         for value, color in GREEN_ORANGE_RED])
-        )
+        .max(1)
+        .thresholds(_thresholds(GREEN_ORANGE_RED))
     )
     return _finish(panel, title, description, unit, targets, size)
 
