@@ -1,4 +1,7 @@
-"""ExporterClient against a stand-in exporter on 127.0.0.1 that records every request."""
+"""ExporterClient against a stand-in exporter on 127.0.0.1 that records every request.
+
+`serve_stand_in` is also used by tests/test_demo.py.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,14 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from exporter.client import ClientClosedError, ExporterClient, QueueFullError
+from exporter.events import validate_batch
 
 
 @dataclass
@@ -26,6 +31,8 @@ class StandIn:
     commit_before_failing: bool = False
     # Requests wait for this gate before they are answered.
     gate: threading.Event = field(default_factory=threading.Event)
+    # Refuse a batch with 422 when the exporter's own validator finds a problem in it.
+    validate: bool = False
     bodies: list[list[dict[str, object]]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
@@ -50,6 +57,8 @@ def _handler(stand_in: StandIn) -> type[BaseHTTPRequestHandler]:
                 stand_in.headers.append(dict(self.headers))
                 stand_in.times.append(time.monotonic())
                 status = stand_in.statuses.pop(0) if stand_in.statuses else 200
+                if status == 200 and stand_in.validate and validate_batch(body, time.time())[1]:
+                    status = 422
                 answer = {}
                 if status == 200 or stand_in.commit_before_failing:
                     answer = stand_in.store(body)
@@ -68,19 +77,28 @@ def _handler(stand_in: StandIn) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture
-def stand_in() -> Iterator[StandIn]:
-    state = StandIn()
+@contextmanager
+def serve_stand_in(*, validate: bool = False) -> Iterator[StandIn]:
+    """A stand-in exporter on a free loopback port, for the duration of the block."""
+    state = StandIn(validate=validate)
     state.gate.set()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield state
-    state.gate.set()
-    server.shutdown()
-    server.server_close()
+    try:
+        yield state
+    finally:
+        state.gate.set()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def stand_in() -> Iterator[StandIn]:
+    with serve_stand_in() as state:
+        yield state
 
 
 def _events(count: int, start: int = 0) -> list[dict[str, object]]:
