@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dashboard_builders
+from grafana_foundation_sdk.builders import gauge
 
 from grafana import skeleton
 from grafana.panels import (
@@ -36,6 +37,7 @@ PROMPT_RATE = (
     "role_model_task_type_type:orchestrator_tokens:rate5m"
     f'{{{SCOPE}, type=~"input|cache_read|cache_creation"}}'
 )
+BUDGET_LEGEND = "{{budget}} ({{period}})"
 SPENT = f"sum(increase(orchestrator_cost_usd_total{{{SCOPE}}}[$__range]))"
 
 
@@ -183,8 +185,35 @@ def _efficiency_row(builder: dashboard_builders.Dashboard) -> dashboard_builders
     )
 
 
+def budget_used_gauge(size: tuple[int, int]) -> gauge.Panel:
+    """Each budget's spend as a share of its limit (also on the Fleet overview)."""
+    return gauge_panel(
+        "Budget used", RATIO,
+        query("budget:orchestrator_budget_spent:ratio", BUDGET_LEGEND, instant=True),
+        description="Spend in the budget's current calendar period as a share of its limit.",
+        size=size,
+    )
+
+
+def budget_projection_gauge(size: tuple[int, int]) -> gauge.Panel:
+    """Each budget's projected spend as a share of its limit (also on the Fleet overview)."""
+    return gauge_panel(
+        "Budget projected at period end", RATIO,
+        query(
+            "budget:orchestrator_budget_spent_usd:projected_burn_rate1h"
+            " / budget:orchestrator_budget_limit_usd:max",
+            BUDGET_LEGEND, instant=True,
+        ),
+        description=(
+            "Spend at the end of the budget's period if the last hour's burn rate holds, as a "
+            "share of the limit."
+        ),
+        size=size,
+    )
+
+
 def _budget_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Dashboard:
-    legend = "{{budget}} ({{period}})"
+    legend = BUDGET_LEGEND
     return (
         builder.with_row(dashboard_builders.Row("Budgets"))
         .with_panel(
@@ -216,27 +245,8 @@ def _budget_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Das
                 sort_by="Used",
             )
         )
-        .with_panel(
-            gauge_panel(
-                "Budget used", RATIO,
-                query("budget:orchestrator_budget_spent:ratio", legend, instant=True),
-                description="Spend in the current period as a share of the limit.",
-            )
-        )
-        .with_panel(
-            gauge_panel(
-                "Budget projected at period end", RATIO,
-                query(
-                    "budget:orchestrator_budget_spent_usd:projected_burn_rate1h"
-                    " / budget:orchestrator_budget_limit_usd:max",
-                    legend, instant=True,
-                ),
-                description=(
-                    "Spend at the end of the period if the last hour's burn rate holds, as a "
-                    "share of the limit."
-                ),
-            )
-        )
+        .with_panel(budget_used_gauge((12, 6)))
+        .with_panel(budget_projection_gauge((12, 6)))
         .with_panel(
             timeseries_panel(
                 "Budget spend, projection and limit", USD,

@@ -7,20 +7,19 @@ from grafana_foundation_sdk.builders import dashboard as dashboard_builders
 from grafana import skeleton
 from grafana.panels import (
     COUNT,
-    RATIO,
     TOKENS,
     TOKENS_PER_SECOND,
     USD,
     USD_PER_HOUR,
     Conditional,
     alert_groups_panel,
-    gauge_panel,
     links_to,
     pie_panel,
     query,
     stat_panel,
     timeseries_panel,
 )
+from grafana.views.costs import budget_projection_gauge, budget_used_gauge
 
 AGENTS = 'source=~"$source", role=~"$role"'
 COST = 'source=~"$source", role=~"$role"'
@@ -174,29 +173,9 @@ def _budget_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Das
     return (
         builder.with_row(dashboard_builders.Row("Budgets and alerts"))
         .with_panel(
-            gauge_panel(
-                "Budget used", RATIO,
-                query("budget:orchestrator_budget_spent:ratio", "{{budget}} ({{period}})",
-                      instant=True),
-                description="Spend in the budget's current period as a share of its limit.",
-                size=(8, 8),
-            ).links(links_to("Costs and budgets", skeleton.COSTS_UID))
+            budget_used_gauge((8, 8)).links(links_to("Costs and budgets", skeleton.COSTS_UID))
         )
-        .with_panel(
-            gauge_panel(
-                "Budget projected at period end", RATIO,
-                query(
-                    "budget:orchestrator_budget_spent_usd:projected_burn_rate1h"
-                    " / budget:orchestrator_budget_limit_usd:max",
-                    "{{budget}} ({{period}})", instant=True,
-                ),
-                description=(
-                    "Spend the budget reaches at the end of its period if the last hour's burn "
-                    "rate holds, as a share of the limit."
-                ),
-                size=(8, 8),
-            )
-        )
+        .with_panel(budget_projection_gauge((8, 8)))
         .with_panel(
             Conditional(
                 alert_groups_panel(
