@@ -213,7 +213,6 @@ def budget_projection_gauge(size: tuple[int, int]) -> gauge.Panel:
 
 
 def _budget_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Dashboard:
-    legend = BUDGET_LEGEND
     return (
         builder.with_row(dashboard_builders.Row("Budgets"))
         .with_panel(
@@ -250,10 +249,10 @@ def _budget_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Das
         .with_panel(
             timeseries_panel(
                 "Budget spend, projection and limit", USD,
-                query("budget:orchestrator_budget_spent_usd:max", f"{legend} spent"),
+                query("budget:orchestrator_budget_spent_usd:max", f"{BUDGET_LEGEND} spent"),
                 query("budget:orchestrator_budget_spent_usd:projected_burn_rate1h",
-                      f"{legend} projected"),
-                query("budget:orchestrator_budget_limit_usd:max", f"{legend} limit"),
+                      f"{BUDGET_LEGEND} projected"),
+                query("budget:orchestrator_budget_limit_usd:max", f"{BUDGET_LEGEND} limit"),
                 description="Spend within each budget's period against its limit.",
                 size=(24, 8),
             )
