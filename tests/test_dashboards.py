@@ -92,12 +92,10 @@ def query_variables(dashboard: Dashboard) -> list[dict[str, Any]]:
     return [v for v in dashboard["templating"]["list"] if v["type"] == "query"]
 
 
-def substitute_all(expr: str, dashboard: Dashboard | None = None) -> str:
+def substitute_all(expr: str, dashboard: Dashboard) -> str:
     """`expr` as Grafana sends it with every variable on "All" and the default datasource."""
-    all_values = {"datasource": "prometheus"}
-    for board in [dashboard] if dashboard else dashboards().values():
-        all_values.update({v["name"]: v["allValue"] for v in query_variables(board)})
-    values = {**BUILT_INS, **all_values}
+    all_values = {v["name"]: v["allValue"] for v in query_variables(dashboard)}
+    values = {**BUILT_INS, "datasource": "prometheus", **all_values}
 
     def replace(match: re.Match[str]) -> str:
         name = next(group for group in match.groups() if group)
