@@ -206,6 +206,7 @@ _EVENTS_PER_RUN: Final = 40.0
 _TASK_SHARE: Final = 0.72
 _RUN_SHARE: Final = 0.27
 _METRICS_INTERVAL: Final = 15.0
+_TASK_SECONDS: Final = 500.0  # mean time from submission to end
 
 # Caps of the normal fleet per sliding window, each below the threshold of an alert and over a
 # window 20% longer than the alert's, so Prometheus never counts more in its own window.
@@ -245,6 +246,7 @@ class _Agent:
     active: bool = True
     kind: str = "normal"  # normal | runaway | pressure | stuck
     quick: bool = False
+    started: bool = False
     task_type: str = "none"
     spent_nano: int = 0
 
@@ -335,8 +337,9 @@ class DemoFleet:
         self.scenario = scenario
         self.source = source
         self.start_time = start_time
-        self.scenario_start = (SCENARIO_START_SECONDS[scenario] if scenario and
-                               scenario_start is None else scenario_start or 0.0)
+        if scenario_start is None:
+            scenario_start = SCENARIO_START_SECONDS[scenario] if scenario else 0.0
+        self.scenario_start = scenario_start
         self._random = random.Random(seed)
         self._prices: PriceTable = load_price_table()
         self._governor = _Governor()
@@ -419,6 +422,7 @@ class DemoFleet:
         self._at(20.0, partial(self._log, "critical", "Claude API overloaded (529); new agents "
                                "paused for 5 s", "dotted"))
         self._opening()
+        self._warm_start()
         if self.scenario is not None:
             self._at(self.scenario_start, self._start_scenario)
 
@@ -464,7 +468,7 @@ class DemoFleet:
     # Background: arrivals, snapshots.
 
     def _arrive_task(self) -> None:
-        self._submit_task(self._random_task_type())
+        self._submit_task(self._pick(tuple((name, weight) for name, weight, _ in _TASK_TYPES)))
         self._at(self._random.expovariate(self.rate * _TASK_SHARE / _EVENTS_PER_TASK),
                  self._arrive_task)
 
@@ -487,9 +491,6 @@ class DemoFleet:
         self._emit("metrics.update", self._random.choice(("dotted", "monitor", "orchestr8")),
                    {"metrics": snapshot})
         self._at(_METRICS_INTERVAL, self._metrics_update)
-
-    def _random_task_type(self) -> str:
-        return self._pick(tuple((name, weight) for name, weight, _ in _TASK_TYPES))
 
     # Tasks.
 
@@ -529,21 +530,23 @@ class DemoFleet:
         elif outcome == "cancelled":
             task.cancel_stage = self._random.randrange(len(task.stages))
 
-    def _start_task(self, task: _Task) -> None:
+    def _start_task(self, task: _Task, stage: int = 0) -> None:
+        """Start a task; at a later `stage` (warm start) as if its earlier stages were done."""
         if task.ended:
             return
         self._emit("task.started", task.dialect, {"task_id": task.task_id})
         if len(task.stages) > 2:  # a planned team: every agent exists, pending, from the start
-            for stage in task.stages:
-                for role in stage:
+            for roles in task.stages[stage:]:
+                for role in roles:
                     agent = self._create_agent(role, task.dialect, task=task)
                     self._emit("agent.status_changed", agent.dialect,
                                {"agent_id": agent.agent_id, "status": "pending"})
-        self._start_stage(task)
+        task.stage = stage
+        self._start_stage(task, resumed=stage > 0)
 
-    def _start_stage(self, task: _Task) -> None:
+    def _start_stage(self, task: _Task, *, resumed: bool = False) -> None:
         roles = task.stages[task.stage]
-        existing = [agent for agent in task.agents if agent.active and agent.context == 0]
+        existing = [agent for agent in task.agents if not agent.started]
         team: list[_Agent] = []
         for role in roles:
             agent = next((agent for agent in existing if agent.role == role
@@ -553,6 +556,9 @@ class DemoFleet:
         for index, agent in enumerate(team):
             if task.quick:
                 agent.quick, agent.turns_left = True, self._random.randint(1, 2)
+            elif resumed:  # mid-way through its work: part of its context already filled
+                agent.turns_left = self._random.randint(1, agent.turns_left)
+                agent.context = int(CONTEXT_LIMIT_TOKENS * self._random.uniform(0.1, 0.5))
             if failing and index == 0:
                 agent.fail_after_turns = self._random.randint(1, agent.turns_left)
                 agent.error_type = (BURST_ERROR_TYPE if self._burst else
@@ -631,29 +637,35 @@ class DemoFleet:
         return agent
 
     def _run_agent(self, agent: _Agent) -> None:
+        agent.started = True
         self._emit("agent.status_changed", agent.dialect,
                    {"agent_id": agent.agent_id, "status": "running"})
         self._at(self._random.uniform(0.3, 1.5), partial(self._model_call, agent))
 
     def _model_call(self, agent: _Agent) -> None:
-        """One turn: the model answers (after its latency), then the agent calls tools."""
+        """One turn: the model answers after a latency that grows with its output."""
         if not agent.active:
             return
-        output = self._usage(agent)
+        output = self._between(_PROFILES[agent.role].output_tokens)
+        if agent.kind == "runaway":
+            output = self._random.randint(800, 2000)
         speed = 400.0 if agent.quick else self._random.uniform(60.0, 120.0)  # tokens per second
-        latency = 1.0 + output / speed
+        self._at(1.0 + output / speed, partial(self._answer, agent, output))
+
+    def _answer(self, agent: _Agent, output: int) -> None:
+        """The turn's usage, then the tools the model asked for."""
+        if not agent.active:
+            return
+        self._usage(agent, output)
         profile = _PROFILES[agent.role]
         tools = [self._pick(profile.tools) for _ in range(self._between(profile.tool_calls))]
-        self._at(latency, partial(self._next_tool, agent, tools))
+        self._next_tool(agent, tools)
 
-    def _usage(self, agent: _Agent) -> int:
-        """Emit the usage of the turn that just ended; returns its output tokens."""
-        profile = _PROFILES[agent.role]
-        output = self._between(profile.output_tokens)
-        new = self._between(profile.new_tokens)
+    def _usage(self, agent: _Agent, output: int) -> None:
+        """Emit the usage of a turn: cache reads of the context so far, its growth written."""
+        new = self._between(_PROFILES[agent.role].new_tokens)
         if agent.kind == "runaway":  # re-reads a whole corpus each turn and never hits the cache
-            output, new = self._random.randint(800, 2000), 0
-            agent.context = self._random.randint(130_000, 145_000)
+            new, agent.context = 0, self._random.randint(130_000, 145_000)
         if agent.context == 0:  # first turn: system prompt and task written to the cache
             new += self._random.randint(6000, 18000)
         uncached = self._random.randint(50, 800)
@@ -676,14 +688,13 @@ class DemoFleet:
         if self._chance(0.2):  # some orchestrators report their own cost
             usage["cost_usd"] = round(nano / NANO_PER_USD, 9)
         self._emit("agent.usage", agent.dialect, usage)
-        return output
 
     def _fit_context(self, agent: _Agent) -> None:
         limit = CONTEXT_LIMIT_TOKENS
         if agent.kind == "pressure":
             agent.context = min(agent.context, int(limit * self._random.uniform(0.955, 0.99)))
         elif agent.context > limit * _COMPACT_ABOVE:
-            # Compaction, at the latest one turn after crossing 80%: never 5 minutes above.
+            # Compacted in the same turn, so no agent of the normal fleet reports above 80%.
             self._log("warning", f"Agent {agent.agent_id} context at "
                       f"{agent.context / limit:.0%}; compacting", agent.dialect,
                       agent_id=agent.agent_id)
@@ -897,6 +908,21 @@ class DemoFleet:
                   f"Workflow {run.workflow} {status} (run {run.run_id})", run.dialect,
                   run_id=run.run_id, workflow=run.workflow)
 
+    def _warm_start(self) -> None:
+        """Tasks already in progress when the demo starts, so spend is steady from the start.
+
+        Without them the spend rate would climb for ten minutes while the fleet fills, and
+        against that low start a normal fleet could look like a cost anomaly.
+        """
+        in_flight = round(self.rate * _TASK_SHARE / _EVENTS_PER_TASK * _TASK_SECONDS)
+        for index in range(in_flight):
+            task = self._submit_task(self._pick(tuple((name, weight)
+                                                      for name, weight, _ in _TASK_TYPES)),
+                                     autostart=False)
+            stage = self._random.randrange(len(task.stages))
+            self._at(0.2 + 20.0 * index / max(in_flight, 1),
+                     partial(self._start_task, task, stage))
+
     # The first two minutes show every outcome, so every dashboard panel has data at once.
 
     def _opening(self) -> None:
@@ -943,7 +969,7 @@ class DemoFleet:
             agent = self._create_agent("BUILDER", task.dialect, task=task, kind="stuck")
             self._emit("agent.status_changed", agent.dialect,
                        {"agent_id": agent.agent_id, "status": "running"})
-            self._usage(agent)  # and then nothing: no turn is scheduled
+            self._usage(agent, 1200)  # and then nothing: no turn is scheduled
 
         self._at(1.0, hang)
 
