@@ -26,12 +26,12 @@ run: $(STAMP)
 	$(BIN)/orchestrator-exporter serve --demo
 
 test: system-deps $(STAMP)
-	$(BIN)/ruff check exporter tests bench grafana
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check exporter tests bench grafana
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 
 dashboards: $(STAMP)
