@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 from exporter.budgets import BudgetTracker, epoch_day
 from exporter.config import Budget
@@ -643,15 +643,3 @@ class FleetState:
             histogram_family = histograms.get(name)
             if histogram_family is not None:
                 histogram_family.values[labels] = histogram
-
-
-def agent_row(agent: Agent) -> dict[str, Any]:
-    return {
-        "source": agent.source, "agent_id": agent.agent_id, "role": agent.role,
-        "model": agent.model, "status": agent.status, "task_id": agent.task_id,
-        "task_type": agent.task_type, "workflow": agent.workflow,
-        "context_tokens": agent.context_tokens, "context_limit": agent.context_limit,
-        "cost_nano": agent.cost_nano, "tokens": agent.tokens,
-        "last_activity": agent.last_activity, "created_at": agent.created_at,
-        "deleted": agent.deleted,
-    }

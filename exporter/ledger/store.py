@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import orjson
 from sqlalchemy import Connection, Engine, Table, func, select, text
@@ -28,8 +28,9 @@ from exporter.state import (
     Snapshot,
     Step,
     Task,
-    agent_row,
 )
+
+EntityT = TypeVar("EntityT", Agent, Task, Step)
 
 _IN_CHUNK: Final = 5_000
 DUPLICATES_KEY: Final = "orchestrator_exporter_events_duplicate_total" + LABEL_SEPARATOR
@@ -152,16 +153,16 @@ class Ledger:
                 for key, histogram in changes.histograms.items()])
         if changes.agents:
             self._upsert(connection, schema.agents, ("source", "agent_id"),
-                         [agent_row(agent) for agent in changes.agents])
+                         [_row(schema.agents, agent) for agent in changes.agents])
         if changes.tasks:
             self._upsert(connection, schema.tasks, ("source", "task_id"),
-                         [_task_row(task) for task in changes.tasks])
+                         [_row(schema.tasks, task) for task in changes.tasks])
         if changes.runs:
             self._upsert(connection, schema.workflow_runs, ("source", "run_id"),
                          [_run_row(run) for run in changes.runs])
         if changes.steps:
             self._upsert(connection, schema.steps, ("source", "run_id", "step_id"),
-                         [_step_row(step) for step in changes.steps])
+                         [_row(schema.steps, step) for step in changes.steps])
         if changes.label_values:
             self._upsert(connection, schema.label_values, ("label", "value"), [
                 {"label": label, "value": value} for label, value in changes.label_values],
@@ -207,7 +208,7 @@ class Ledger:
                 counters={row[0]: row[1] for row in connection.execute(
                     select(schema.counters.c.key, schema.counters.c.value))},
                 histograms=dict(_histograms(connection)),
-                agents=[_agent(row) for row in connection.execute(
+                agents=[_entity(Agent, row) for row in connection.execute(
                     select(schema.agents).where(schema.agents.c.deleted.is_(False)))],
                 label_values=_label_values(connection),
             )
@@ -222,7 +223,7 @@ class Ledger:
     @staticmethod
     def _load_tasks(connection: Connection, snapshot: Snapshot) -> None:
         table = schema.tasks
-        snapshot.tasks = [_task(row) for row in connection.execute(
+        snapshot.tasks = [_entity(Task, row) for row in connection.execute(
             select(table).where(table.c.ended_at.is_(None)))]
         ended = connection.execute(
             select(table.c.source, table.c.task_id).where(table.c.ended_at.is_not(None))
@@ -240,7 +241,7 @@ class Ledger:
         snapshot.ended_runs = [(row[0], row[1]) for row in reversed(ended)]
         joined = steps.join(runs, (steps.c.source == runs.c.source)
                             & (steps.c.run_id == runs.c.run_id))
-        snapshot.steps = [_step(row) for row in connection.execute(
+        snapshot.steps = [_entity(Step, row) for row in connection.execute(
             select(steps).select_from(joined).where(runs.c.ended_at.is_(None)))]
 
     def count_events(self) -> int:
@@ -286,57 +287,18 @@ def _budget_days(connection: Connection, budgets: tuple[Budget, ...],
     return sums
 
 
-def _agent(row: Any) -> Agent:
-    return Agent(
-        source=row.source, agent_id=row.agent_id, role=row.role, model=row.model,
-        status=row.status, task_id=row.task_id, task_type=row.task_type, workflow=row.workflow,
-        context_tokens=row.context_tokens, context_limit=row.context_limit,
-        cost_nano=row.cost_nano, tokens=row.tokens, last_activity=row.last_activity,
-        created_at=row.created_at, deleted=row.deleted)
+def _row(table: Table, entity: object) -> dict[str, Any]:
+    """The row of an entity: its fields named like the table's columns."""
+    return {column.name: getattr(entity, column.name) for column in table.columns}
 
 
-def _task_row(task: Task) -> dict[str, Any]:
-    return {
-        "source": task.source, "task_id": task.task_id, "task_type": task.task_type,
-        "complexity": task.complexity, "analyst": task.analyst, "mode": task.mode,
-        "status": task.status, "submitted_at": task.submitted_at,
-        "started_at": task.started_at, "ended_at": task.ended_at,
-        "cost_nano": task.cost_nano, "has_analyst_agent": task.has_analyst_agent,
-    }
-
-
-def _task(row: Any) -> Task:
-    return Task(
-        source=row.source, task_id=row.task_id, task_type=row.task_type,
-        complexity=row.complexity, analyst=row.analyst, mode=row.mode, status=row.status,
-        submitted_at=row.submitted_at, started_at=row.started_at, ended_at=row.ended_at,
-        cost_nano=row.cost_nano, has_analyst_agent=row.has_analyst_agent)
+def _entity(kind: type[EntityT], row: Any) -> EntityT:
+    return kind(**row._mapping)
 
 
 def _run_row(run: Run) -> dict[str, Any]:
-    return {
-        "source": run.source, "run_id": run.run_id, "workflow": run.workflow,
-        "status": run.status, "started_at": run.started_at, "ended_at": run.ended_at,
-        "steps": orjson.dumps(run.steps).decode(),
-    }
+    return {**_row(schema.workflow_runs, run), "steps": orjson.dumps(run.steps).decode()}
 
 
 def _run(row: Any) -> Run:
-    return Run(source=row.source, run_id=row.run_id, workflow=row.workflow, status=row.status,
-               started_at=row.started_at, ended_at=row.ended_at, steps=orjson.loads(row.steps))
-
-
-def _step_row(step: Step) -> dict[str, Any]:
-    return {
-        "source": step.source, "run_id": step.run_id, "step_id": step.step_id,
-        "step": step.step, "agent": step.agent, "agent_id": step.agent_id,
-        "status": step.status, "started_at": step.started_at, "ended_at": step.ended_at,
-        "retries": step.retries,
-    }
-
-
-def _step(row: Any) -> Step:
-    return Step(
-        source=row.source, run_id=row.run_id, step_id=row.step_id, step=row.step,
-        agent=row.agent, agent_id=row.agent_id, status=row.status, started_at=row.started_at,
-        ended_at=row.ended_at, retries=row.retries)
+    return Run(**{**row._mapping, "steps": orjson.loads(row.steps)})
