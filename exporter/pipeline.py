@@ -61,6 +61,7 @@ class _Batch:
     events: list[Event]
     future: Future[IngestResult] | None
     received: float
+    queued: float = 0.0  # perf_counter() at submit, for the batch duration
 
 
 @dataclass(slots=True)
@@ -110,7 +111,7 @@ class IngestPipeline:
             if self._pending + len(events) > self.max_pending_events and self._pending:
                 raise PipelineBusyError(f"{self._pending} events are waiting for the ledger")
             self._pending += len(events)
-            self._queue.append(_Batch(events, future, received))
+            self._queue.append(_Batch(events, future, received, time.perf_counter()))
             self._wake.notify()
         return future
 
@@ -293,6 +294,7 @@ class IngestPipeline:
                     self._applied += count
                     self._space.notify_all()
                 continue
+            self.telemetry.batch_duration.observe(time.perf_counter() - batch.queued)
             batch.future.set_result(IngestResult(accepted, count - accepted))
             with self._wake:
                 self._pending -= count

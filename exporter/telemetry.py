@@ -28,7 +28,8 @@ class Telemetry:
             self.rejected.labels(reason)
         self.batch_duration = Histogram(
             "orchestrator_exporter_ingest_batch_duration_seconds",
-            "Time from receiving a batch to its durable commit.", registry=registry,
+            "Time from queuing a batch (HTTP or in-process) to its answer: committed and counted.",
+            registry=registry,
             buckets=EXPORTER_DURATION_BUCKETS)
         self.commit_duration = Histogram(
             "orchestrator_exporter_ledger_commit_duration_seconds",

@@ -40,7 +40,6 @@ def create_app(exporter: Exporter, *, admin_token: str) -> FastAPI:
     @app.post("/api/v1/events", summary="Ingest one event, a JSON array or NDJSON",
               dependencies=[Depends(require_token)])
     async def ingest(request: Request) -> dict[str, int]:
-        started = time.perf_counter()
         received = time.time()
         settings = exporter.settings
         try:
@@ -56,7 +55,6 @@ def create_app(exporter: Exporter, *, admin_token: str) -> FastAPI:
             exporter.telemetry.rejected.labels(reason).inc(max(1, len(error.details)))
             raise
         result = await _commit(exporter, events, received)
-        exporter.telemetry.batch_duration.observe(time.perf_counter() - started)
         return {"accepted": result.accepted, "duplicates": result.duplicates}
 
     @app.get("/api/v1/events/schema", summary="JSON Schema of one event")
