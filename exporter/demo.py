@@ -8,9 +8,10 @@ give the same events, ids included; the events of a span of time do not depend o
 into ticks.
 
 The normal fleet stays below every alert threshold of prometheus/rules/alerts.yml: failures are
-capped per sliding window (`_Governor`), contexts are compacted before they stay above 80%, and
-the budgets of `DEMO_CONFIG_YAML` have headroom at the default rate. Each scenario then produces
-exactly the condition one alert checks; see `SCENARIOS` and docs/client.md.
+capped per sliding window (`_Governor`), a context is compacted in the turn it would pass 80%,
+the fleet starts warm (tasks already in progress) so its spend is steady from the first minute,
+and the budgets of `DEMO_CONFIG_YAML` have headroom at the default rate. Each scenario then
+produces exactly the condition one alert checks; see `SCENARIOS` and docs/client.md.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from types import MappingProxyType
 from typing import Final
 
 from exporter.client import ExporterClient, QueueFullError
+from exporter.events import EVENT_TYPES
 from exporter.pricing import NANO_PER_USD, PriceTable, load_price_table
 
 logger = logging.getLogger(__name__)
@@ -218,14 +220,10 @@ _COMPACT_ABOVE: Final = 0.8  # OrchestratorAgentContextWindowHigh: > 80% for 5m
 
 BURST_ERROR_TYPE: Final = "UpstreamUnavailable"
 
+# camelCase spellings, from the contract: a field's first alias (agentId, inputTokens, stepName).
 _CAMEL: Final = MappingProxyType({
-    "agent_id": "agentId", "task_id": "taskId", "run_id": "runId", "step_id": "stepId",
-    "step": "stepName", "agent": "agentType", "task_type": "taskType",
-    "input_tokens": "inputTokens", "output_tokens": "outputTokens",
-    "cache_read_tokens": "cacheReadTokens", "cache_creation_tokens": "cacheCreationTokens",
-    "cost_usd": "costUsd", "context_tokens": "contextTokens",
-    "context_limit_tokens": "contextLimitTokens", "duration_seconds": "durationSeconds",
-    "error_type": "errorType",
+    spec.name: spec.aliases[0]
+    for specs in EVENT_TYPES.values() for spec in specs if spec.aliases
 })
 _MONITOR_NAMES: Final = MappingProxyType({
     "agent.status_changed": "status_changed", "agent.tool_call": "tool_call",
