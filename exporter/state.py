@@ -222,6 +222,7 @@ class FleetState:
         self.runs: dict[AgentKey, Run] = {}
         self.ended_runs: dict[AgentKey, None] = {}
         self.steps: dict[StepKey, Step] = {}
+        self.run_steps: dict[AgentKey, set[str]] = {}
         self._dirty_agents: dict[AgentKey, Agent] = {}
         self._dirty_tasks: dict[AgentKey, Task] = {}
         self._dirty_runs: dict[AgentKey, Run] = {}
@@ -513,8 +514,8 @@ class FleetState:
         key = (run.source, run.run_id)
         del self.runs[key]
         self._remember(self.ended_runs, key)
-        for step_key in [step_key for step_key in self.steps if step_key[:2] == key]:
-            del self.steps[step_key]
+        for step_id in self.run_steps.pop(key, ()):
+            self.steps.pop((*key, step_id), None)
         run.status = event.type.partition(".")[2]
         run.ended_at = event.timestamp
         labels = (self._label("source", run.source), self._label("workflow", run.workflow),
@@ -535,6 +536,7 @@ class FleetState:
                         step=fields["step_id"])
             if run is not None:
                 self.steps[key] = step
+                self.run_steps.setdefault(key[:2], set()).add(step.step_id)
         step.step = fields.get("step", step.step)
         step.agent = fields.get("agent", step.agent)
         step.agent_id = fields.get("agent_id", step.agent_id)
@@ -628,6 +630,8 @@ class FleetState:
         self.runs = {(run.source, run.run_id): run for run in snapshot.runs}
         self.ended_runs = dict.fromkeys(snapshot.ended_runs)
         self.steps = {(step.source, step.run_id, step.step_id): step for step in snapshot.steps}
+        for step in snapshot.steps:
+            self.run_steps.setdefault((step.source, step.run_id), set()).add(step.step_id)
         self.budgets.restore(snapshot.budget_first_day, snapshot.budget_days)
 
     def _restore_series(self, snapshot: Snapshot) -> None:
