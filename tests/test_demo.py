@@ -68,6 +68,14 @@ def cached(scenario: str | None, minutes: float, rate: float = 20.0) -> Run:
     return simulate(scenario=scenario, minutes=minutes, rate=rate)
 
 
+NORMAL_RATE, NORMAL_MINUTES, STEADY_FROM = 15.0, 40, 15  # the shared normal simulation
+STEADY_SECONDS = (NORMAL_MINUTES - STEADY_FROM) * MINUTE
+
+
+def normal() -> Run:
+    return cached(None, NORMAL_MINUTES, NORMAL_RATE)
+
+
 def costs(run: Run) -> list[tuple[float, float, Event]]:
     """(timestamp, USD, usage event) as the exporter prices them: cost_usd, else the table."""
     prices = load_price_table()
@@ -199,21 +207,22 @@ def budget_limits() -> dict[str, float]:
 
 
 def test_same_seed_and_start_give_the_same_events() -> None:
-    first, again = simulate(minutes=5), simulate(minutes=5)
+    first, again = simulate(minutes=3), simulate(minutes=3)
     assert first.raw == again.raw
     assert len(first.raw) > 1000
-    other = simulate(minutes=5, seed=7)
+    other = simulate(minutes=3, seed=7)
     assert [event["type"] for event in other.raw] != [event["type"] for event in first.raw]
 
 
 def test_events_do_not_depend_on_how_time_is_cut_into_ticks() -> None:
-    assert simulate(minutes=5, tick=7.5).raw == simulate(minutes=5, tick=1.0).raw
+    every_second = simulate(minutes=3, tick=1.0).raw
+    assert simulate(minutes=3, tick=7.5).raw == every_second
     fleet = DemoFleet(seed=42, start_time=START)
-    assert fleet.step(START + 300) == simulate(minutes=5).raw
+    assert fleet.step(START + 180) == every_second
 
 
 def test_ids_are_unique_and_differ_for_another_start_time() -> None:
-    run = cached(None, 45)
+    run = normal()
     ids = [event["id"] for event in run.raw]
     assert len(set(ids)) == len(ids)
     later = DemoFleet(seed=42, start_time=START + 3600)
@@ -233,7 +242,7 @@ def test_every_type_status_and_log_level_appears_within_two_minutes() -> None:
 
 
 def test_the_fleet_has_every_role_several_models_and_cache_tokens() -> None:
-    run = cached(None, 45)
+    run = normal()
     created = run.of_type("agent.created")
     assert {event.fields["role"] for event in created} == {
         "ANALYST", "PLANNER", "BUILDER", "TESTER", "REVIEWER"}
@@ -257,7 +266,7 @@ def test_the_fleet_has_every_role_several_models_and_cache_tokens() -> None:
 
 
 def test_both_dialects_are_used() -> None:
-    raw = cached(None, 45).raw
+    raw = normal().raw
     monitor = [event for event in raw if "." not in str(event["type"])]
     dotted = [event for event in raw if "." in str(event["type"]) and "data" not in event]
     orchestr8 = [event for event in raw if "data" in event]
@@ -276,9 +285,9 @@ def test_both_dialects_are_used() -> None:
 
 
 def test_rate_is_the_mean_number_of_events_per_second() -> None:
-    run = cached(None, 45)  # rate 20
-    steady = [event for event in run.events if event.timestamp > run.at(15 * MINUTE)]
-    assert len(steady) / (30 * MINUTE) == pytest.approx(20, rel=0.2)
+    run = normal()
+    steady = [event for event in run.events if event.timestamp > run.at(STEADY_FROM * MINUTE)]
+    assert len(steady) / STEADY_SECONDS == pytest.approx(NORMAL_RATE, rel=0.2)
     quiet = DemoFleet(seed=3, rate=8, start_time=START)
     quiet.step(START + 15 * MINUTE)
     assert len(quiet.step(START + 45 * MINUTE)) / (30 * MINUTE) == pytest.approx(8, rel=0.2)
@@ -329,7 +338,7 @@ def test_arguments_are_checked() -> None:
 
 
 def test_the_normal_fleet_stays_below_every_failure_alert() -> None:
-    run = cached(None, 45)
+    run = normal()
     workflows = run_workflows(run)
     failed_runs = grouped(run.of_type("workflow.failed"),
                           lambda event: workflows[event.fields["run_id"]])
@@ -348,7 +357,7 @@ def test_the_normal_fleet_stays_below_every_failure_alert() -> None:
 
 
 def test_the_normal_fleet_has_no_stuck_agent_and_no_full_context() -> None:
-    run = cached(None, 45)
+    run = normal()
     assert max_gap_while_running(run) < 5 * MINUTE
     shares = [share for points in context_shares(run).values() for _, share in points]
     assert 0.6 < max(shares) <= 0.8
@@ -357,17 +366,19 @@ def test_the_normal_fleet_has_no_stuck_agent_and_no_full_context() -> None:
 def test_the_normal_fleet_stays_within_the_demo_budgets() -> None:
     limits = budget_limits()
     assert set(limits) == {"fleet-daily", "fleet-monthly", "analyst-weekly", "research-daily"}
-    run = cached(None, 45)
+    run = normal()
     spent = costs(run)
-    steady = [usd for moment, usd, _ in spent if moment > run.at(15 * MINUTE)]
-    per_day = sum(steady) / (30 * MINUTE) * 86_400
+    at_default_rate = 20.0 / NORMAL_RATE  # the budgets are sized for the default rate
+    steady = [usd for moment, usd, _ in spent if moment > run.at(STEADY_FROM * MINUTE)]
+    per_day = sum(steady) / STEADY_SECONDS * 86_400 * at_default_rate
     assert per_day < 0.5 * limits["fleet-daily"]
     assert per_day * 31 < 0.5 * limits["fleet-monthly"]
     roles = {event.fields["agent_id"]: event.fields["role"] for event in run.of_type(
         "agent.created")}
-    analyst = sum(usd for moment, usd, event in spent if moment > run.at(15 * MINUTE)
+    analyst = sum(usd for moment, usd, event in spent if moment > run.at(STEADY_FROM * MINUTE)
                   and roles[event.fields["agent_id"]] == "ANALYST")
-    assert analyst / (30 * MINUTE) * 86_400 * 7 < 0.5 * limits["analyst-weekly"]
+    assert analyst / STEADY_SECONDS * 86_400 * 7 * at_default_rate < 0.5 * limits[
+        "analyst-weekly"]
     # research tasks come at a fixed cadence whatever the rate: a day at a low rate shows it.
     day = simulate(rate=0.05, minutes=24 * 60, seed=9)
     research = agent_task_types(day)
@@ -377,11 +388,11 @@ def test_the_normal_fleet_stays_within_the_demo_budgets() -> None:
 
 
 def test_the_normal_fleet_is_not_a_cost_anomaly_against_its_own_median() -> None:
-    run = cached(None, 45)
+    run = normal()
     per_minute: dict[int, float] = collections.defaultdict(float)
     for moment, usd, _ in costs(run):
         per_minute[int((moment - START) // MINUTE)] += usd
-    steady = [per_minute[minute] for minute in range(15, 45)]
+    steady = [per_minute[minute] for minute in range(STEADY_FROM, NORMAL_MINUTES)]
     median = sorted(steady)[len(steady) // 2]
     assert max(steady) < 2 * median
 
@@ -520,9 +531,9 @@ def test_main_demo_stops_at_the_first_refusal() -> None:
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_every_scenario_yields_valid_events(scenario: str) -> None:
-    fleet = DemoFleet(seed=2, rate=10, scenario=scenario, start_time=START,
+    fleet = DemoFleet(seed=2, rate=5, scenario=scenario, start_time=START,
                       scenario_start=10.0)
-    raw = fleet.step(START + 8 * MINUTE)
-    raw += fleet.shutdown(START + 8 * MINUTE + 1)
-    events, problems = validate_batch(raw, START + 9 * MINUTE)
+    raw = fleet.step(START + 6 * MINUTE)
+    raw += fleet.shutdown(START + 6 * MINUTE + 1)
+    events, problems = validate_batch(raw, START + 7 * MINUTE)
     assert problems == [] and len(events) > 1000
