@@ -84,7 +84,6 @@ budgets:
     scope: {{task_type: research}}
 """
 
-ROLES: Final = ("ANALYST", "PLANNER", "BUILDER", "TESTER", "REVIEWER")
 _ROLE_MODELS: Final = MappingProxyType({
     "ANALYST": (("claude-opus-4-5", 5), ("claude-opus-4-5-20251101", 1), ("claude-sonnet-4-5", 3)),
     "PLANNER": (("claude-opus-4-5", 3), ("claude-sonnet-4-5", 4),
