@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
         "the same run. Prints a table; --json writes every number."))
     size = parser.add_argument_group("sizes")
     size.add_argument("--quick", action="store_true", help="small sizes, no waiting for a "
-                      "quiet machine: about a minute")
+                      "quiet machine: under a minute")
     size.add_argument("--events", type=int, help="events ingested before RSS and start-up are "
                       "measured (default 1,000,000; quick 100,000)")
     size.add_argument("--ingest-events", type=int, help="events per ingest round "

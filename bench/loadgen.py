@@ -166,7 +166,7 @@ class LoadRun:
 
     def __init__(self, *, url: str, token: str, events: int, batch_size: int, connections: int,
                  max_seconds: float, seed: int) -> None:
-        argv = [sys.executable, "-m", "bench.loadgen", "--url", url, "--token", token,
+        argv = [sys.executable, "-m", "bench.loadgen", "--url", url, f"--token={token}",
                 "--events", str(events), "--batch-size", str(batch_size),
                 "--connections", str(connections), "--max-seconds", str(max_seconds),
                 "--seed", str(seed)]

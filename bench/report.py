@@ -32,7 +32,8 @@ def rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
          f"{options['connections']} connections (median of {len(ingest['rounds'])})",
          f"{_rate(rate)} events/s ({ingest['exporter_cpu_us_per_event']:.0f} µs CPU/event, "
          f"{ingest['exporter_cores']:.1f} cores)",
-         f"naive sqlite3 store {_rate(naive['rows_per_second'])} rows/s",
+         f"naive sqlite3 store {_rate(naive['rows_per_second'])} rows/s ({naive['rows']:,} rows;"
+         f" others {naive['foreign_cores']:.2f} cores)",
          f"{ingest['ratio_to_naive']:.2f}x",
          f"≥ 50,000/s {_verdict(rate >= 50_000)}", _load(ingest)),
         (f"2 GET /metrics, {metrics['live_agents']:,} live agents, {metrics['samples']:,} "
