@@ -10,8 +10,14 @@ from bench.server import http_client
 
 
 def percentiles(seconds: list[float]) -> dict[str, float]:
-    """p50, p95, p99 and max in milliseconds (nearest rank on the sorted values)."""
+    """p50, p95, p99 and max in milliseconds (nearest rank on the sorted values).
+
+    A round shorter than the scrape interval may hold no scrape at all: then every value is NaN,
+    which the report prints as such rather than failing the run.
+    """
     ordered = sorted(seconds)
+    if not ordered:
+        return dict.fromkeys(("p50_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms"), float("nan"))
 
     def rank(fraction: float) -> float:
         return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))] * 1000

@@ -26,6 +26,7 @@ import orjson
 
 from exporter.events import Event, validate_one
 from exporter.ledger import Ledger
+from exporter.ledger.store import RowGroup
 from exporter.state import FleetState
 from exporter.telemetry import Telemetry
 
@@ -299,17 +300,25 @@ class IngestPipeline:
             with self._wake:
                 self._pending -= count
 
+    def _prepare_checkpoint(self) -> list[RowGroup]:
+        """Called under the state lock: the rows of the state as of `_applied_seq`."""
+        return self.ledger.prepare_checkpoint(self.state.take_changes(), self._applied_seq)
+
     def _checkpoint(self) -> None:
-        changes = self.state.take_changes()
+        self._write_checkpoint(self._prepare_checkpoint())
+
+    def _write_checkpoint(self, rows: list[RowGroup]) -> None:
         started = time.perf_counter()
         with self.ledger.engine.begin() as connection:
-            self.ledger.write_checkpoint(connection, changes, self._applied_seq)
+            self.ledger.write_checkpoint(connection, rows)
         self.telemetry.commit_duration.observe(time.perf_counter() - started)
 
     def _safe_checkpoint(self) -> None:
         try:
+            # Only copying the rows holds the lock that scrapes wait for; the write does not.
             with self.lock:
-                self._checkpoint()
+                rows = self._prepare_checkpoint()
+            self._write_checkpoint(rows)
         except Exception:
             # The events are durable; rebuilding from the last good checkpoint loses nothing.
             log.exception("checkpoint failed; rebuilding the state from the ledger")

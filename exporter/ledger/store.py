@@ -33,6 +33,9 @@ from exporter.state import (
 EntityT = TypeVar("EntityT", Agent, Task, Step)
 
 _IN_CHUNK: Final = 5_000
+DAILY_COST_KEYS: Final = ("day", "source", "role", "model", "task_type", "workflow")
+# (table, conflict keys, update on conflict, rows)
+RowGroup = tuple[Table, tuple[str, ...], bool, list[dict[str, Any]]]
 DUPLICATES_KEY: Final = "orchestrator_exporter_events_duplicate_total" + LABEL_SEPARATOR
 
 
@@ -87,13 +90,6 @@ class Ledger:
         connection.execute(statement, [{"key": DUPLICATES_KEY + event_type, "value": count}
                                        for event_type, count in counts.items()])
 
-    def write_checkpoint(self, connection: Connection, changes: Changes,
-                         applied_seq: int) -> None:
-        """The state's changes up to and including event `applied_seq`."""
-        self.write_changes(connection, changes)
-        self._upsert(connection, schema.checkpoint, ("id",),
-                     [{"id": 1, "applied_seq": applied_seq}])
-
     def events_after(self, seq: int, limit: int) -> list[tuple[int, float, bytes]]:
         """Stored events after `seq`, in order: (seq, received, payload)."""
         column = schema.events.c
@@ -141,34 +137,39 @@ class Ledger:
             ts=event.timestamp, received=received, payload=event.payload))
         return True
 
-    def write_changes(self, connection: Connection, changes: Changes) -> None:
-        """Persist what the batch changed; absolute values, so a retry writes the same rows."""
-        if changes.counters:
-            self._upsert(connection, schema.counters, ("key",),
-                         [{"key": key, "value": value} for key, value in changes.counters.items()])
-        if changes.histograms:
-            self._upsert(connection, schema.histograms, ("key",), [
+    def prepare_checkpoint(self, changes: Changes, applied_seq: int) -> list[RowGroup]:
+        """The rows of a checkpoint, copied now: the entities go on changing after the call."""
+        rows: list[RowGroup] = [
+            (schema.counters, ("key",), True,
+             [{"key": key, "value": value} for key, value in changes.counters.items()]),
+            (schema.histograms, ("key",), True, [
                 {"key": key, "buckets": orjson.dumps(histogram.buckets).decode(),
                  "sum": histogram.sum, "count": histogram.count}
-                for key, histogram in changes.histograms.items()])
-        if changes.agents:
-            self._upsert(connection, schema.agents, ("source", "agent_id"),
-                         [_row(schema.agents, agent) for agent in changes.agents])
-        if changes.tasks:
-            self._upsert(connection, schema.tasks, ("source", "task_id"),
-                         [_row(schema.tasks, task) for task in changes.tasks])
-        if changes.runs:
-            self._upsert(connection, schema.workflow_runs, ("source", "run_id"),
-                         [_run_row(run) for run in changes.runs])
-        if changes.steps:
-            self._upsert(connection, schema.steps, ("source", "run_id", "step_id"),
-                         [_row(schema.steps, step) for step in changes.steps])
-        if changes.label_values:
-            self._upsert(connection, schema.label_values, ("label", "value"), [
-                {"label": label, "value": value} for label, value in changes.label_values],
-                update=False)
-        if changes.daily_cost:
-            self._add_daily_cost(connection, changes.daily_cost)
+                for key, histogram in changes.histograms.items()]),
+            (schema.agents, ("source", "agent_id"), True,
+             [_row(schema.agents, agent) for agent in changes.agents]),
+            (schema.tasks, ("source", "task_id"), True,
+             [_row(schema.tasks, task) for task in changes.tasks]),
+            (schema.workflow_runs, ("source", "run_id"), True,
+             [_run_row(run) for run in changes.runs]),
+            (schema.steps, ("source", "run_id", "step_id"), True,
+             [_row(schema.steps, step) for step in changes.steps]),
+            (schema.label_values, ("label", "value"), False,
+             [{"label": label, "value": value} for label, value in changes.label_values]),
+            (schema.daily_cost, (), False, [
+                {**dict(zip(DAILY_COST_KEYS, key, strict=True)), "cost_nano": nano}
+                for key, nano in changes.daily_cost.items()]),
+            (schema.checkpoint, ("id",), True, [{"id": 1, "applied_seq": applied_seq}]),
+        ]
+        return [group for group in rows if group[3]]
+
+    def write_checkpoint(self, connection: Connection, rows: list[RowGroup]) -> None:
+        """Write prepared rows; absolute values, except daily cost, which is added to."""
+        for table, keys, update, table_rows in rows:
+            if table is schema.daily_cost:
+                self._add_daily_cost(connection, table_rows)
+            else:
+                self._upsert(connection, table, keys, table_rows, update=update)
 
     def _upsert(self, connection: Connection, table: Table, keys: tuple[str, ...],
                 rows: list[dict[str, Any]], *, update: bool = True) -> None:
@@ -188,16 +189,13 @@ class Ledger:
                   for column in table.columns if column.name not in keys}
         return statement.on_conflict_do_update(index_elements=list(keys), set_=values)
 
-    def _add_daily_cost(self, connection: Connection, deltas: dict[tuple[Any, ...], int]) -> None:
+    def _add_daily_cost(self, connection: Connection, rows: list[dict[str, Any]]) -> None:
         insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         statement = insert(schema.daily_cost)
-        keys = ["day", "source", "role", "model", "task_type", "workflow"]
         statement = statement.on_conflict_do_update(
-            index_elements=keys,
+            index_elements=list(DAILY_COST_KEYS),
             set_={"cost_nano": schema.daily_cost.c.cost_nano + statement.excluded.cost_nano})
-        connection.execute(statement, [
-            {**dict(zip(keys, key, strict=True)), "cost_nano": nano}
-            for key, nano in deltas.items()])
+        connection.execute(statement, rows)
 
     # -- reading -----------------------------------------------------------------------------
 
