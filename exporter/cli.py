@@ -129,8 +129,7 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
     exporter = build_exporter(settings, config=config)
     exporter.start()
     stop_demo = threading.Event()
-    if arguments.demo:
-        _start_demo(exporter, arguments, stop_demo)
+    demo = _start_demo(exporter, arguments, stop_demo) if arguments.demo else None
     app = create_app(exporter, admin_token=token)
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                            log_level=settings.log_level, access_log=False))
@@ -139,11 +138,16 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
         server.run()
     finally:
         stop_demo.set()
+        if demo is not None:
+            # Its wind-down (agents deleted, runs cancelled) must reach the ledger before close,
+            # or the next start sees agents still running and reports them stuck.
+            demo.join(timeout=10)
         exporter.close()
     return 0
 
 
-def _start_demo(exporter: Any, arguments: argparse.Namespace, stop: threading.Event) -> None:
+def _start_demo(exporter: Any, arguments: argparse.Namespace,
+                stop: threading.Event) -> threading.Thread:
     from exporter.demo import run_demo
     from exporter.events import validate_batch
 
@@ -159,3 +163,4 @@ def _start_demo(exporter: Any, arguments: argparse.Namespace, stop: threading.Ev
         "sink": sink, "seed": arguments.demo_seed, "rate": arguments.demo_rate,
         "scenario": arguments.demo_scenario, "stop": stop})
     thread.start()
+    return thread
