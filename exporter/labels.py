@@ -40,8 +40,3 @@ class LabelLimiter:
     def take_added(self) -> list[tuple[str, str]]:
         added, self.added = self.added, []
         return added
-
-    def forget(self, added: list[tuple[str, str]]) -> None:
-        """Undo values whose write to the ledger failed."""
-        for label, value in added:
-            self.known[label].discard(value)

@@ -72,8 +72,6 @@ class PriceTable:
             self._cache[model] = found
         return found
 
-    def models(self) -> list[str]:
-        return sorted(self._prices)
 
 
 def parse_prices(entries: Mapping[str, object]) -> dict[str, Price]:

@@ -13,7 +13,7 @@ from typing import Final
 
 from exporter.budgets import BudgetTracker, epoch_day
 from exporter.config import Budget
-from exporter.events import TERMINAL_AGENT_STATUSES, Event
+from exporter.events import TERMINAL_AGENT_STATUSES, TOKEN_TYPES, Event
 from exporter.labels import LabelLimiter
 from exporter.pricing import NANO_PER_USD, PriceTable, usd_to_nano
 from exporter.series import CounterFamily, Histogram, HistogramFamily, split_key
@@ -24,8 +24,6 @@ UNSPECIFIED: Final = "unspecified"
 # Terminal events repeated for a task or run already ended are ignored; this many are remembered.
 ENDED_MEMORY: Final = 100_000
 
-_EXPONENTIAL_SECONDS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                               1.0, 2.5, 5.0)
 
 
 @dataclass(slots=True)
@@ -196,8 +194,6 @@ class Families:
         return [value for value in vars(self).values() if isinstance(value, HistogramFamily)]
 
 
-EXPORTER_DURATION_BUCKETS: Final = _EXPONENTIAL_SECONDS
-
 
 class FleetState:
     """Applies validated events; owned by the single ledger writer, read by the renderer."""
@@ -344,8 +340,8 @@ class FleetState:
         families = self.families
         if cost:
             families.cost.inc(labels, cost)
-        for token_type, count in (("input", input_tokens), ("output", output_tokens),
-                                  ("cache_read", cache_read), ("cache_creation", cache_creation)):
+        counts = (input_tokens, output_tokens, cache_read, cache_creation)
+        for token_type, count in zip(TOKEN_TYPES, counts, strict=True):
             if count:
                 families.tokens.inc((*labels, token_type), count)
         agent.cost_nano += cost
