@@ -221,7 +221,7 @@ class IngestPipeline:
 
     def _commit_group(self, batches: list[_Batch], events: list[Event], started: float) -> None:
         try:
-            with self.ledger.engine.begin() as connection:
+            with self.ledger.writing() as connection:
                 fresh, last_seq = self.ledger.insert_events(connection, events,
                                                             batches[0].received)
                 duplicates: dict[str, int] = {}

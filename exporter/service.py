@@ -46,7 +46,7 @@ class Exporter:
     def close(self) -> None:
         """Commit what is queued and release the database."""
         self.pipeline.stop()
-        self.ledger.engine.dispose()
+        self.ledger.close()
 
 
 def build_exporter(settings: Settings, *, registry: CollectorRegistry | None = None,

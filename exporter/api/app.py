@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import ORJSONResponse
@@ -12,20 +14,32 @@ from starlette.concurrency import run_in_threadpool
 
 from exporter import __version__
 from exporter.api.errors import ApiError, install_error_handlers, request_id
-from exporter.api.ingest import decode_events, read_body, validate_events
+from exporter.api.ingest import BodyParser, read_body
 from exporter.events import Event, json_schema
 from exporter.metrics import CONTENT_TYPE
 from exporter.pipeline import IngestResult, LedgerUnavailableError, PipelineBusyError
 from exporter.service import Exporter
 
-# Bodies above this are parsed in a worker thread so one big batch cannot stall the event loop.
-INLINE_PARSE_BYTES = 512 * 1024
-
 
 def create_app(exporter: Exporter, *, admin_token: str) -> FastAPI:
-    """The FastAPI application over a started `Exporter`; writes need `admin_token`."""
+    """The FastAPI application over a started `Exporter`; writes need `admin_token`.
+
+    Its lifespan starts the parse workers (`EXPORTER_PARSE_WORKERS`); without it (or with 0
+    workers) bodies are parsed in the server process.
+    """
+    settings = exporter.settings
+    parser = BodyParser(workers=settings.parse_workers, max_events=settings.max_batch_events)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(parser.start)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(parser.close)
+
     app = FastAPI(title="orchestrator-exporter", version=__version__,
-                  default_response_class=ORJSONResponse)
+                  default_response_class=ORJSONResponse, lifespan=lifespan)
     install_error_handlers(app)
     expected = admin_token.encode()
 
@@ -41,15 +55,10 @@ def create_app(exporter: Exporter, *, admin_token: str) -> FastAPI:
               dependencies=[Depends(require_token)])
     async def ingest(request: Request) -> dict[str, int]:
         received = time.time()
-        settings = exporter.settings
         try:
             body = await read_body(request, settings.max_body_bytes)
             content_type = request.headers.get("content-type", "application/json")
-            if len(body) > INLINE_PARSE_BYTES:
-                events = await run_in_threadpool(_parse, body, content_type,
-                                                 settings.max_batch_events, received)
-            else:
-                events = _parse(body, content_type, settings.max_batch_events, received)
+            events = await parser.parse(body, content_type, received)
         except ApiError as error:
             reason = {413: "oversize", 400: "malformed"}.get(error.status, "invalid")
             exporter.telemetry.rejected.labels(reason).inc(max(1, len(error.details)))
@@ -83,10 +92,6 @@ def create_app(exporter: Exporter, *, admin_token: str) -> FastAPI:
         return ORJSONResponse({"status": "ready"}, headers={"X-Request-ID": request_id(request)})
 
     return app
-
-
-def _parse(body: bytes, content_type: str, max_events: int, received: float) -> list[Event]:
-    return validate_events(decode_events(body, content_type, max_events), received)
 
 
 async def _commit(exporter: Exporter, events: list[Event], received: float) -> IngestResult:

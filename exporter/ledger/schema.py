@@ -18,6 +18,9 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+# Indexes created on PostgreSQL only (the migrations and the schema test honour this too).
+POSTGRESQL_ONLY: frozenset[str] = frozenset({"ix_events_id_hash"})
+
 NAME = 128
 # SQLite makes INTEGER PRIMARY KEY the rowid: appends stay at the end of the B-tree.
 SEQUENCE = BigInteger().with_variant(Integer(), "sqlite")
@@ -33,7 +36,24 @@ events = Table(
     Column("ts", Float, nullable=False),
     Column("received", Float, nullable=False),
     Column("payload", LargeBinary, nullable=False),
-    Index("ix_events_id_hash", "id_hash", unique=True),
+    # PostgreSQL only: on SQLite a unique index on random hashes dirties a page per event at
+    # every commit; SQLite uses `event_ids` instead (see ledger/dedup.py).
+    Index("ix_events_id_hash", "id_hash", unique=True).ddl_if(dialect="postgresql"),
+)
+
+# SQLite's set of stored idempotency-key hashes, written in sorted runs (empty on PostgreSQL).
+event_ids = Table(
+    "event_ids", metadata,
+    Column("id_hash", BigInteger, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+# The last event whose hash `event_ids` holds; the ones after it are kept in memory.
+event_ids_merged = Table(
+    "event_ids_merged", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
 )
 
 # The state's aggregates are written as a checkpoint that names the last event they include;

@@ -7,18 +7,22 @@ counters they moved commit together or not at all. Reads happen at start (`load_
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
-from typing import Any, Final, TypeVar
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Final, Literal, TypeVar
 
 import orjson
 from sqlalchemy import Connection, Engine, Table, func, select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.elements import ColumnElement
 
 from exporter.budgets import window_start_day
 from exporter.config import Budget
 from exporter.events import Event
-from exporter.ledger import schema
+from exporter.ledger import bulk, schema
+from exporter.ledger.dedup import IdSet
 from exporter.series import LABEL_SEPARATOR, Histogram
 from exporter.state import (
     ENDED_MEMORY,
@@ -34,9 +38,19 @@ EntityT = TypeVar("EntityT", Agent, Task, Step)
 
 _IN_CHUNK: Final = 5_000
 DAILY_COST_KEYS: Final = ("day", "source", "role", "model", "task_type", "workflow")
-# (table, conflict keys, update on conflict, rows)
-RowGroup = tuple[Table, tuple[str, ...], bool, list[dict[str, Any]]]
+EVENT_COLUMNS: Final = ("id_hash", "event_id", "source", "type", "ts", "received", "payload")
 DUPLICATES_KEY: Final = "orchestrator_exporter_events_duplicate_total" + LABEL_SEPARATOR
+
+
+@dataclass(frozen=True, slots=True)
+class RowGroup:
+    """Rows of one table, in its columns' order, and what a row whose `keys` exist does:
+    "update" takes the new values, "add" adds them, "skip" keeps the stored row."""
+
+    table: Table
+    keys: tuple[str, ...]
+    on_conflict: Literal["update", "add", "skip"]
+    rows: list[tuple[Any, ...]]
 
 
 def id_hash(event_id: str) -> int:
@@ -51,20 +65,58 @@ class Ledger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
-        placeholder = "?" if self.dialect == "sqlite" else "%s"
-        columns = ("id_hash", "event_id", "source", "type", "ts", "received", "payload")
-        self._insert_events = (
-            f"INSERT INTO events ({', '.join(columns)}) "
-            f"VALUES ({', '.join([placeholder] * len(columns))}) "
-            "ON CONFLICT (id_hash) DO NOTHING")
-        self._exact_rowcount = engine.dialect.supports_sane_multi_rowcount
-        self._upserts: dict[str, Insert] = {}
+        self.bulk = self.dialect == "sqlite"
+        # SQLite: triggers of the writer's connection skip known ids (see ledger/dedup.py).
+        self._ids = IdSet()
+        self._writer: Connection | None = None
+        if self.bulk:
+            bulk.check_sqlite_version()
+            self._insert_events = bulk.insert_sql("events", EVENT_COLUMNS, sliced=True)
+        else:
+            self._insert_events = (
+                f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+                f"VALUES ({', '.join(['%s'] * len(EVENT_COLUMNS))}) "
+                "ON CONFLICT (id_hash) DO NOTHING")
+        # One statement's row count is exact; executemany's is only where the driver says so.
+        self._exact_rowcount = self.bulk or engine.dialect.supports_sane_multi_rowcount
+        self._statements: dict[tuple[str, str], Insert | str] = {}
 
     def ping(self) -> None:
         with self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self.engine.dispose()
+
     # -- writing -----------------------------------------------------------------------------
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A transaction of the ingest writer (one thread at a time); commits on exit."""
+        if not self.bulk:
+            with self.engine.begin() as connection:
+                yield connection
+            return
+        connection = self._writer_connection()
+        try:
+            with connection.begin():
+                yield connection
+            self._ids.merge_if_due(connection)
+        except BaseException:
+            # The connection may be unusable; the next write opens and loads a new one.
+            self._writer = None
+            connection.close()
+            raise
+
+    def _writer_connection(self) -> Connection:
+        if self._writer is None:
+            connection = self.engine.connect()
+            self._ids.load(connection)
+            self._writer = connection
+        return self._writer
 
     def insert_events(self, connection: Connection, events: Sequence[Event],
                       received: float) -> tuple[list[bool], int]:
@@ -72,23 +124,24 @@ class Ledger:
         hashes = [None if event.id is None else id_hash(event.id) for event in events]
         max_seq = select(func.max(schema.events.c.seq))
         before = connection.execute(max_seq).scalar() or 0
-        rows = [(hash_, event.id, event.source, event.type, event.timestamp, received,
-                 event.payload) for hash_, event in zip(hashes, events, strict=True)]
-        result = connection.exec_driver_sql(self._insert_events, rows)
-        if self._exact_rowcount and result.rowcount == len(rows):
-            return [True] * len(rows), before + len(rows)
+        if self.bulk:
+            result = connection.exec_driver_sql(self._insert_events, bulk.sliced_rows(
+                (hash_, event.id, event.source, event.type, event.timestamp, received,
+                 event.payload) for hash_, event in zip(hashes, events, strict=True)))
+            self._ids.added(result.rowcount)
+        else:
+            result = connection.exec_driver_sql(self._insert_events, [
+                (hash_, event.id, event.source, event.type, event.timestamp, received,
+                 event.payload) for hash_, event in zip(hashes, events, strict=True)])
+        if self._exact_rowcount and result.rowcount == len(events):
+            return [True] * len(events), before + len(events)
         fresh = self._resolve_duplicates(connection, events, hashes, before, received)
         return fresh, connection.execute(max_seq).scalar() or 0
 
     def add_duplicates(self, connection: Connection, counts: dict[str, int]) -> None:
         """Duplicates store no event, so their counter is added to in the acknowledging commit."""
-        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        statement = insert(schema.counters)
-        statement = statement.on_conflict_do_update(
-            index_elements=["key"],
-            set_={"value": schema.counters.c.value + statement.excluded.value})
-        connection.execute(statement, [{"key": DUPLICATES_KEY + event_type, "value": count}
-                                       for event_type, count in counts.items()])
+        self.write_rows(connection, RowGroup(schema.counters, ("key",), "add", [
+            (DUPLICATES_KEY + event_type, count) for event_type, count in counts.items()]))
 
     def events_after(self, seq: int, limit: int) -> list[tuple[int, float, bytes]]:
         """Stored events after `seq`, in order: (seq, received, payload)."""
@@ -107,9 +160,13 @@ class Ledger:
         column = schema.events.c
         for start in range(0, len(wanted), _IN_CHUNK):
             chunk = wanted[start:start + _IN_CHUNK]
-            query = select(column.id_hash, column.seq, column.event_id).where(
-                column.id_hash.in_(chunk))
-            stored.update({row[0]: (row[1], row[2]) for row in connection.execute(query)})
+            if self.bulk:
+                rows = self._ids.stored(connection, chunk)
+            else:
+                query = select(column.id_hash, column.seq, column.event_id).where(
+                    column.id_hash.in_(chunk))
+                rows = [(row[0], row[1], row[2]) for row in connection.execute(query)]
+            stored.update({hash_: (seq, event_id) for hash_, seq, event_id in rows})
         fresh: list[bool] = []
         claimed: set[int] = set()
         for hash_, event in zip(hashes, events, strict=True):
@@ -139,63 +196,60 @@ class Ledger:
 
     def prepare_checkpoint(self, changes: Changes, applied_seq: int) -> list[RowGroup]:
         """The rows of a checkpoint, copied now: the entities go on changing after the call."""
-        rows: list[RowGroup] = [
-            (schema.counters, ("key",), True,
-             [{"key": key, "value": value} for key, value in changes.counters.items()]),
-            (schema.histograms, ("key",), True, [
-                {"key": key, "buckets": orjson.dumps(histogram.buckets).decode(),
-                 "sum": histogram.sum, "count": histogram.count}
+        groups = [
+            RowGroup(schema.counters, ("key",), "update", list(changes.counters.items())),
+            RowGroup(schema.histograms, ("key",), "update", [
+                (key, orjson.dumps(histogram.buckets).decode(), histogram.sum, histogram.count)
                 for key, histogram in changes.histograms.items()]),
-            (schema.agents, ("source", "agent_id"), True,
-             [_row(schema.agents, agent) for agent in changes.agents]),
-            (schema.tasks, ("source", "task_id"), True,
-             [_row(schema.tasks, task) for task in changes.tasks]),
-            (schema.workflow_runs, ("source", "run_id"), True,
-             [_run_row(run) for run in changes.runs]),
-            (schema.steps, ("source", "run_id", "step_id"), True,
-             [_row(schema.steps, step) for step in changes.steps]),
-            (schema.label_values, ("label", "value"), False,
-             [{"label": label, "value": value} for label, value in changes.label_values]),
-            (schema.daily_cost, (), False, [
-                {**dict(zip(DAILY_COST_KEYS, key, strict=True)), "cost_nano": nano}
-                for key, nano in changes.daily_cost.items()]),
-            (schema.checkpoint, ("id",), True, [{"id": 1, "applied_seq": applied_seq}]),
+            RowGroup(schema.agents, ("source", "agent_id"), "update",
+                     [_row(schema.agents, agent) for agent in changes.agents]),
+            RowGroup(schema.tasks, ("source", "task_id"), "update",
+                     [_row(schema.tasks, task) for task in changes.tasks]),
+            RowGroup(schema.workflow_runs, ("source", "run_id"), "update",
+                     [_run_row(run) for run in changes.runs]),
+            RowGroup(schema.steps, ("source", "run_id", "step_id"), "update",
+                     [_row(schema.steps, step) for step in changes.steps]),
+            RowGroup(schema.label_values, ("label", "value"), "skip",
+                     list(changes.label_values)),
+            RowGroup(schema.daily_cost, DAILY_COST_KEYS, "add",
+                     [(*key, nano) for key, nano in changes.daily_cost.items()]),
+            RowGroup(schema.checkpoint, ("id",), "update", [(1, applied_seq)]),
         ]
-        return [group for group in rows if group[3]]
+        return [group for group in groups if group.rows]
 
-    def write_checkpoint(self, connection: Connection, rows: list[RowGroup]) -> None:
-        """Write prepared rows; absolute values, except daily cost, which is added to."""
-        for table, keys, update, table_rows in rows:
-            if table is schema.daily_cost:
-                self._add_daily_cost(connection, table_rows)
-            else:
-                self._upsert(connection, table, keys, table_rows, update=update)
+    def write_checkpoint(self, connection: Connection, groups: list[RowGroup]) -> None:
+        """Write prepared rows: absolute values, except daily cost, which is added to."""
+        for group in groups:
+            self.write_rows(connection, group)
 
-    def _upsert(self, connection: Connection, table: Table, keys: tuple[str, ...],
-                rows: list[dict[str, Any]], *, update: bool = True) -> None:
-        cache_key = f"{table.name}:{update}"
-        statement = self._upserts.get(cache_key)
+    def write_rows(self, connection: Connection, group: RowGroup) -> None:
+        """All rows of a group in one statement on SQLite, one executemany elsewhere."""
+        statement = self._statements.get((group.table.name, group.on_conflict))
         if statement is None:
-            statement = self._build_upsert(table, keys, update)
-            self._upserts[cache_key] = statement
-        connection.execute(statement, rows)
+            statement = self._build_statement(group)
+            self._statements[(group.table.name, group.on_conflict)] = statement
+        if isinstance(statement, str):
+            connection.exec_driver_sql(statement, (bulk.rows_parameter(group.rows),))
+            return
+        names = [column.name for column in group.table.columns]
+        connection.execute(statement, [dict(zip(names, row, strict=True))
+                                       for row in group.rows])
 
-    def _build_upsert(self, table: Table, keys: tuple[str, ...], update: bool) -> Insert:
-        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        statement = insert(table)
-        if not update:
+    def _build_statement(self, group: RowGroup) -> Insert | str:
+        table, keys = group.table, group.keys
+        others = [column.name for column in table.columns if column.name not in keys]
+        update = others if group.on_conflict == "update" else []
+        add = others if group.on_conflict == "add" else []
+        if self.bulk:
+            return bulk.insert_sql(table.name, [column.name for column in table.columns],
+                                   conflict=keys, update=update, add=add)
+        statement = postgresql.insert(table)
+        if group.on_conflict == "skip":
             return statement.on_conflict_do_nothing(index_elements=list(keys))
-        values = {column.name: statement.excluded[column.name]
-                  for column in table.columns if column.name not in keys}
+        values: dict[str, ColumnElement[Any]] = {name: statement.excluded[name]
+                                                 for name in update}
+        values |= {name: table.c[name] + statement.excluded[name] for name in add}
         return statement.on_conflict_do_update(index_elements=list(keys), set_=values)
-
-    def _add_daily_cost(self, connection: Connection, rows: list[dict[str, Any]]) -> None:
-        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        statement = insert(schema.daily_cost)
-        statement = statement.on_conflict_do_update(
-            index_elements=list(DAILY_COST_KEYS),
-            set_={"cost_nano": schema.daily_cost.c.cost_nano + statement.excluded.cost_nano})
-        connection.execute(statement, rows)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -285,17 +339,18 @@ def _budget_days(connection: Connection, budgets: tuple[Budget, ...],
     return sums
 
 
-def _row(table: Table, entity: object) -> dict[str, Any]:
-    """The row of an entity: its fields named like the table's columns."""
-    return {column.name: getattr(entity, column.name) for column in table.columns}
+def _row(table: Table, entity: object) -> tuple[Any, ...]:
+    """The row of an entity: its fields named like the table's columns, in their order."""
+    return tuple(getattr(entity, column.name) for column in table.columns)
 
 
 def _entity(kind: type[EntityT], row: Any) -> EntityT:
     return kind(**row._mapping)
 
 
-def _run_row(run: Run) -> dict[str, Any]:
-    return {**_row(schema.workflow_runs, run), "steps": orjson.dumps(run.steps).decode()}
+def _run_row(run: Run) -> tuple[Any, ...]:
+    return tuple(orjson.dumps(run.steps).decode() if column.name == "steps"
+                 else getattr(run, column.name) for column in schema.workflow_runs.columns)
 
 
 def _run(row: Any) -> Run:

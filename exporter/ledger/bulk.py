@@ -1,0 +1,77 @@
+"""Many rows in one SQLite statement: `INSERT ... SELECT ... FROM json_each(?)`.
+
+pysqlite releases the GIL around every row of an `executemany` and must take it back before the
+next one. While another thread runs Python (the event loop, the applier), each row waits for
+that thread to yield the GIL, up to the 5 ms switch interval: measured here, 210k rows/s alone
+fell to 2.6k rows/s beside one busy thread. One statement over a JSON array of the rows takes
+the GIL back once per group instead (52k rows/s beside the same thread); SQLite reads the JSON
+in C without it.
+
+Event payloads are not JSON-escaped into that array: they are concatenated into a second
+parameter and cut out with `substr`, which keeps the stored bytes exactly as given and costs
+SQLite no JSON parsing (5.2 us per row in all against 7.7 us for payloads inside the JSON).
+
+Floats cross as JSON numbers: orjson writes the shortest text that reads back as the same
+double, and SQLite reads it back exactly (checked on 900k random doubles, every bit pattern).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+import orjson
+
+# `->>` (SQL value of a JSON element) arrived in SQLite 3.38.0.
+MIN_SQLITE: Final = (3, 38, 0)
+
+
+def check_sqlite_version() -> None:
+    """Fail at start, not at the first write, on a SQLite without `->>`."""
+    if sqlite3.sqlite_version_info < MIN_SQLITE:
+        wanted = ".".join(map(str, MIN_SQLITE))
+        raise RuntimeError(f"SQLite {sqlite3.sqlite_version} is too old for the ledger; "
+                           f"{wanted} or newer is needed")
+
+
+def insert_sql(table: str, columns: Sequence[str], *, conflict: Sequence[str] = (),
+               update: Sequence[str] = (), add: Sequence[str] = (), sliced: bool = False) -> str:
+    """An INSERT reading its rows from a JSON array of arrays in `columns` order (parameter 1).
+
+    `update` columns take the new value on a conflict with `conflict`, `add` columns add it;
+    with neither, a conflicting row is skipped. With `sliced`, the last column is a BLOB cut
+    from parameter 2 (see `sliced_rows`), so large values are never written as JSON and parsed.
+    """
+    values = [f"value->>{index}" for index in range(len(columns))]
+    if sliced:
+        last = len(columns) - 1
+        values[last] = f"substr(?2, value->>{last}, value->>{last + 1})"
+    sql = (f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)} "
+           # WHERE true: without it SQLite would read ON CONFLICT as part of a join.
+           "FROM json_each(?1) WHERE true")
+    if not conflict:
+        return sql
+    sets = [f"{column} = excluded.{column}" for column in update]
+    sets += [f"{column} = {table}.{column} + excluded.{column}" for column in add]
+    action = f"DO UPDATE SET {', '.join(sets)}" if sets else "DO NOTHING"
+    return f"{sql} ON CONFLICT ({', '.join(conflict)}) {action}"
+
+
+def rows_parameter(rows: Iterable[Sequence[Any]]) -> bytes:
+    """The JSON array of rows that `insert_sql` statements read."""
+    return orjson.dumps(list(rows))
+
+
+def sliced_rows(rows: Iterable[tuple[Any, ...]]) -> tuple[bytes, bytes]:
+    """Both parameters of a `sliced` statement, for rows whose last value is bytes: each row
+    ends with where (from 1) and how long its bytes are in the second parameter instead."""
+    arrays: list[tuple[Any, ...]] = []
+    blobs: list[bytes] = []
+    start = 1
+    for row in rows:
+        blob = row[-1]
+        arrays.append((*row[:-1], start, len(blob)))
+        blobs.append(blob)
+        start += len(blob)
+    return orjson.dumps(arrays), b"".join(blobs)

@@ -1,0 +1,98 @@
+"""SQLite's idempotency keys: recent ones in memory, merged into `event_ids` in sorted runs.
+
+A key must be recognised wherever it is (in memory, merged, or stored before the upgrade that
+introduced the split), across restarts, and within one batch; a failed batch leaves no key.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, inspect, text
+
+from exporter.events import Event, validate_batch
+from exporter.ledger import Ledger, make_engine, migrate
+from exporter.ledger.dedup import IdSet
+from exporter.ledger.store import id_hash
+
+
+def _events(ids: list[str]) -> list[Event]:
+    raws = [{"type": "log.entry", "id": event_id, "level": "info", "message": event_id}
+            for event_id in ids]
+    events, problems = validate_batch(raws, time.time())
+    assert problems == []
+    return events
+
+
+def _insert(ledger: Ledger, ids: list[str]) -> list[bool]:
+    with ledger.writing() as connection:
+        fresh, _ = ledger.insert_events(connection, _events(ids), time.time())
+    return fresh
+
+
+def _count(engine: Engine, table: str) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(text(f"SELECT count(*) FROM {table}")).scalar() or 0)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    migrate(engine)
+    return engine
+
+
+def _ledger(engine: Engine, merge_min: int = 10) -> Ledger:
+    ledger = Ledger(engine)
+    ledger._ids = IdSet(merge_min=merge_min)
+    return ledger
+
+
+def test_sqlite_has_no_unique_index_on_random_hashes(engine: Engine):
+    indexes = {index["name"] for index in inspect(engine).get_indexes("events")}
+    assert "ix_events_id_hash" not in indexes
+    assert {"event_ids", "event_ids_merged"} <= set(inspect(engine).get_table_names())
+
+
+def test_keys_are_known_in_memory_after_a_merge_and_after_a_restart(engine: Engine):
+    ledger = _ledger(engine)
+    assert _insert(ledger, [f"a{i}" for i in range(6)]) == [True] * 6
+    assert _count(engine, "event_ids") == 0  # below the merge size: in memory only
+    assert _insert(ledger, ["a1", "b1", "b1", "a5"]) == [False, True, False, False]
+    assert _insert(ledger, [f"c{i}" for i in range(5)]) == [True] * 5  # 12 recent: merged
+    assert _count(engine, "event_ids") == 12
+    assert _insert(ledger, ["a0", "c4", "d0"]) == [False, False, True]
+    ledger.close()
+
+    restarted = _ledger(engine)
+    assert _insert(restarted, ["a2", "b1", "c3", "d0", "e0"]) == [False] * 4 + [True]
+    assert _count(engine, "events") == 14
+    restarted.close()
+
+
+def test_a_failed_batch_leaves_no_key_behind(engine: Engine):
+    ledger = _ledger(engine, merge_min=1_000)
+    with pytest.raises(RuntimeError), ledger.writing() as connection:
+        ledger.insert_events(connection, _events(["x1", "x2"]), time.time())
+        raise RuntimeError("the commit never happens")
+    assert _insert(ledger, ["x1", "x2", "x1"]) == [True, True, False]
+    assert _count(engine, "events") == 2
+    ledger.close()
+
+
+def test_upgrading_a_ledger_keeps_its_keys(tmp_path: Path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    migrate(engine, "0001")
+    with engine.begin() as connection:
+        for seq, event_id in enumerate(("old-1", "old-2"), start=1):
+            connection.execute(text(
+                "INSERT INTO events (seq, id_hash, event_id, source, type, ts, received, "
+                "payload) VALUES (:seq, :hash, :id, 'default', 'log.entry', 1, 1, x'7b7d')"),
+                {"seq": seq, "hash": id_hash(event_id), "id": event_id})
+    migrate(engine)
+    assert _count(engine, "event_ids") == 2
+    ledger = _ledger(engine)
+    assert _insert(ledger, ["old-2", "new-1", "old-1"]) == [False, True, False]
+    ledger.close()
