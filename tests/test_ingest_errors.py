@@ -63,6 +63,13 @@ CASES: list[tuple[str, Any, str, int, str | None]] = [
      "application/json", 422, "tool"),
     ("one bad event in a good batch", [VALID, USAGE, {**USAGE, "input_tokens": -5}],
      "application/json", 422, "input_tokens"),
+    # Bodies of 16 KiB and more are parsed by a worker process: the same answers must come back.
+    ("bad event in a large batch", [VALID] * 400 + [{**USAGE, "input_tokens": -5}],
+     "application/json", 422, "input_tokens"),
+    ("malformed large body", b"[" + b'{"type": "agent.deleted", "agent_id": "a"},' * 500 + b"x]",
+     "application/json", 400, None),
+    ("large ndjson with a bad line", b'{"type": "agent.deleted", "agent_id": "a"}\n' * 500
+     + b"{oops\n", "application/x-ndjson", 400, None),
 ]
 
 
@@ -85,8 +92,18 @@ def assert_error_shape(body: dict[str, Any]) -> None:
     assert isinstance(body["request_id"], str) and body["request_id"]
 
 
+def _parse_workers(pid: int) -> int:
+    """Children of `pid` that multiprocessing spawned to run tasks (not its resource tracker)."""
+    children = [child for task in Path(f"/proc/{pid}/task").iterdir()
+                for child in (task / "children").read_text().split()]
+    return sum(b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+               for child in children)
+
+
 def test_every_bad_input_is_refused_with_the_error_shape_and_stores_nothing(exporter):
     process, database = exporter
+    # The large cases are parsed by the default parse worker, a child of the server.
+    assert _parse_workers(process.process.pid) == 1
     for name, body, content_type, status, field in CASES:
         response = process.post_events(body, content_type=content_type)
         assert response.status_code == status, (name, response.text)

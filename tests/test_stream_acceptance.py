@@ -4,6 +4,7 @@ real PostgreSQL; and `promtool check metrics` is clean on the result."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from collections.abc import Callable
 
@@ -127,3 +128,23 @@ def test_events_acknowledged_after_the_last_checkpoint_are_replayed_after_kill9(
     exporter.start()
     assert persistent_samples(exporter.metrics()) == before
     assert_totals_match(exporter.metrics(), stream)
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_writes_a_final_checkpoint(exporter_factory, tmp_path, stop_signal):
+    import sqlite3
+
+    database = tmp_path / "stopped.db"
+    exporter = exporter_factory(database_url=f"sqlite:///{database}",
+                                env={"EXPORTER_CHECKPOINT_SECONDS": "3600"})
+    stream = mixed_stream(total=1000, resend_share=0.0)
+    for batch in stream.batches:
+        assert exporter.post_events(batch).status_code == 200
+    exporter.process.stop_signal = stop_signal
+    exporter.process.stop(timeout=30)
+    with sqlite3.connect(database) as connection:
+        stored = connection.execute("SELECT max(seq) FROM events").fetchone()[0]
+        row = connection.execute("SELECT applied_seq FROM checkpoint").fetchone()
+    # A graceful stop leaves nothing to replay at the next start.
+    assert (stored, row) == (1000, (1000,))
+    assert exporter.process.returncode == 0
