@@ -7,6 +7,7 @@ about aliases: AgentMonitor callback names (`agent_created`), @orchestr8 envelop
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Callable
@@ -178,6 +179,8 @@ class Event:
     source: str
     fields: dict[str, Any]
     payload: bytes = field(repr=False, default=b"")
+    # id_hash(id): computed where the event is validated (a parse worker, for HTTP batches).
+    key: int | None = field(repr=False, default=None)
 
 
 class _InvalidFieldError(Exception):
@@ -357,6 +360,12 @@ def _normalize(raw: object, received: float) -> Event:
     )
 
 
+def id_hash(event_id: str) -> int:
+    """A signed 64-bit hash of an idempotency key: the ledger's compact key for it."""
+    digest = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 def validate_one(raw: object, received: float) -> Event:
     """Validate one event; raise ValueError naming the field and the reason."""
     try:
@@ -364,6 +373,8 @@ def validate_one(raw: object, received: float) -> Event:
     except _InvalidFieldError as invalid:
         raise ValueError(f"{invalid.field_name or 'event'}: {invalid.reason}") from None
     event.payload = orjson.dumps(raw)
+    if event.id is not None:
+        event.key = id_hash(event.id)
     return event
 
 
@@ -380,6 +391,8 @@ def validate_batch(raws: list[Any], received: float) -> tuple[list[Event], list[
         dumps = orjson.dumps
         for event, raw in zip(events, raws, strict=True):
             event.payload = dumps(raw)
+            if event.id is not None:
+                event.key = id_hash(event.id)
     return events, problems
 
 

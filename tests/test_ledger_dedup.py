@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, inspect, text
 
-from exporter.events import Event, validate_batch
+from exporter.events import Event, id_hash, validate_batch
 from exporter.ledger import Ledger, make_engine, migrate
 from exporter.ledger.dedup import IdSet
-from exporter.ledger.store import id_hash
 
 
 def _events(ids: list[str]) -> list[Event]:

@@ -32,7 +32,7 @@ DETACHED_PARSE_BYTES: Final = 16 * 1024
 # Without workers, bodies above this are parsed in a thread so one cannot stall the event loop.
 INLINE_PARSE_BYTES: Final = 512 * 1024
 # An event as it crosses from a worker: Event's fields in order.
-EventRow = tuple[str, str | None, float, str, dict[str, Any], bytes]
+EventRow = tuple[str, str | None, float, str, dict[str, Any], bytes, int | None]
 # What a worker answers: the events, or the ApiError's status, code, message and details.
 Parsed = tuple[list[EventRow], None] | tuple[None, tuple[int, str, str, list[Any]]]
 
@@ -108,8 +108,8 @@ def _parse_detached(body: bytes, content_type: str, max_events: int,
         events = parse_body(body, content_type, max_events, received)
     except ApiError as error:
         return None, (error.status, error.code, error.message, error.details)
-    return [(event.type, event.id, event.timestamp, event.source, event.fields, event.payload)
-            for event in events], None
+    return [(event.type, event.id, event.timestamp, event.source, event.fields, event.payload,
+             event.key) for event in events], None
 
 
 def _worker_started() -> None:

@@ -58,8 +58,8 @@ def insert_sql(table: str, columns: Sequence[str], *, conflict: Sequence[str] = 
     return f"{sql} ON CONFLICT ({', '.join(conflict)}) {action}"
 
 
-def rows_parameter(rows: Iterable[Sequence[Any]]) -> bytes:
-    """The JSON array of rows that `insert_sql` statements read."""
+def rows_parameter(rows: Iterable[Any]) -> bytes:
+    """A JSON array of rows (arrays) or values, as `insert_sql` statements and lookups read."""
     return orjson.dumps(list(rows))
 
 

@@ -6,7 +6,6 @@ counters they moved commit together or not at all. Reads happen at start (`load_
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from exporter.budgets import window_start_day
 from exporter.config import Budget
-from exporter.events import Event
+from exporter.events import Event, id_hash
 from exporter.ledger import bulk, schema
 from exporter.ledger.dedup import IdSet
 from exporter.series import LABEL_SEPARATOR, Histogram
@@ -51,12 +50,6 @@ class RowGroup:
     keys: tuple[str, ...]
     on_conflict: Literal["update", "add", "skip"]
     rows: list[tuple[Any, ...]]
-
-
-def id_hash(event_id: str) -> int:
-    """A signed 64-bit hash of an idempotency key, for the compact unique index."""
-    digest = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
 
 
 class Ledger:
@@ -104,12 +97,14 @@ class Ledger:
         try:
             with connection.begin():
                 yield connection
-            self._ids.merge_if_due(connection)
         except BaseException:
+            self._ids.discard()
             # The connection may be unusable; the next write opens and loads a new one.
             self._writer = None
             connection.close()
             raise
+        self._ids.commit()
+        self._ids.merge_if_due(connection)
 
     def _writer_connection(self) -> Connection:
         if self._writer is None:
@@ -121,22 +116,63 @@ class Ledger:
     def insert_events(self, connection: Connection, events: Sequence[Event],
                       received: float) -> tuple[list[bool], int]:
         """Store the events whose id is new; per event whether it was new, and the last seq."""
-        hashes = [None if event.id is None else id_hash(event.id) for event in events]
+        hashes = [event.key if event.key is not None or event.id is None else id_hash(event.id)
+                  for event in events]
         max_seq = select(func.max(schema.events.c.seq))
         before = connection.execute(max_seq).scalar() or 0
         if self.bulk:
-            result = connection.exec_driver_sql(self._insert_events, bulk.sliced_rows(
-                (hash_, event.id, event.source, event.type, event.timestamp, received,
-                 event.payload) for hash_, event in zip(hashes, events, strict=True)))
-            self._ids.added(result.rowcount)
-        else:
-            result = connection.exec_driver_sql(self._insert_events, [
-                (hash_, event.id, event.source, event.type, event.timestamp, received,
-                 event.payload) for hash_, event in zip(hashes, events, strict=True)])
+            return self._insert_new(connection, events, hashes, before, received)
+        result = connection.exec_driver_sql(self._insert_events, [
+            (hash_, event.id, event.source, event.type, event.timestamp, received,
+             event.payload) for hash_, event in zip(hashes, events, strict=True)])
         if self._exact_rowcount and result.rowcount == len(events):
             return [True] * len(events), before + len(events)
         fresh = self._resolve_duplicates(connection, events, hashes, before, received)
         return fresh, connection.execute(max_seq).scalar() or 0
+
+    def _insert_new(self, connection: Connection, events: Sequence[Event],
+                    hashes: list[int | None], before: int,
+                    received: float) -> tuple[list[bool], int]:
+        """SQLite: decide which events are new from the writer's key set, store only those."""
+        known = self._ids.known(connection, [hash_ for hash_ in hashes if hash_ is not None])
+        stored_ids = self._event_ids(connection, set(known.values())) if known else {}
+        fresh: list[bool] = []
+        batch_ids: dict[int, str | None] = {}
+        collisions: list[int] = []
+        for index, (hash_, event) in enumerate(zip(hashes, events, strict=True)):
+            if hash_ is None:
+                fresh.append(True)
+                continue
+            earlier = stored_ids[known[hash_]] if hash_ in known else batch_ids.get(hash_, event.id)
+            if earlier != event.id:  # two ids share one 64-bit hash
+                collisions.append(index)
+            fresh.append(hash_ not in known and hash_ not in batch_ids and earlier == event.id)
+            batch_ids.setdefault(hash_, event.id)
+        rows = [(hash_, event.id, event.source, event.type, event.timestamp, received,
+                 event.payload)
+                for hash_, event, is_new in zip(hashes, events, fresh, strict=True) if is_new]
+        if rows:
+            connection.exec_driver_sql(self._insert_events, bulk.sliced_rows(rows))
+        # One statement appends its rows in order after the last seq (one writer).
+        self._ids.stage((row[0], seq) for seq, row in enumerate(rows, start=before + 1)
+                        if row[0] is not None)
+        for index in collisions:
+            fresh[index] = self._store_collision(connection, events[index], received)
+        last = before + len(rows)
+        if collisions:
+            last = connection.execute(select(func.max(schema.events.c.seq))).scalar() or 0
+        return fresh, last
+
+    @staticmethod
+    def _event_ids(connection: Connection, seqs: set[int]) -> dict[int, str | None]:
+        column = schema.events.c
+        found: dict[int, str | None] = {}
+        ordered = sorted(seqs)
+        for start in range(0, len(ordered), _IN_CHUNK):
+            query = select(column.seq, column.event_id).where(
+                column.seq.in_(ordered[start:start + _IN_CHUNK]))
+            found.update({row[0]: row[1] for row in connection.execute(query)})
+        return found
 
     def add_duplicates(self, connection: Connection, counts: dict[str, int]) -> None:
         """Duplicates store no event, so their counter is added to in the acknowledging commit."""
@@ -160,13 +196,9 @@ class Ledger:
         column = schema.events.c
         for start in range(0, len(wanted), _IN_CHUNK):
             chunk = wanted[start:start + _IN_CHUNK]
-            if self.bulk:
-                rows = self._ids.stored(connection, chunk)
-            else:
-                query = select(column.id_hash, column.seq, column.event_id).where(
-                    column.id_hash.in_(chunk))
-                rows = [(row[0], row[1], row[2]) for row in connection.execute(query)]
-            stored.update({hash_: (seq, event_id) for hash_, seq, event_id in rows})
+            query = select(column.id_hash, column.seq, column.event_id).where(
+                column.id_hash.in_(chunk))
+            stored.update({row[0]: (row[1], row[2]) for row in connection.execute(query)})
         fresh: list[bool] = []
         claimed: set[int] = set()
         for hash_, event in zip(hashes, events, strict=True):
