@@ -9,9 +9,10 @@ into ticks.
 
 The normal fleet stays below every alert threshold of prometheus/rules/alerts.yml: failures are
 capped per sliding window (`_Governor`), a context is compacted in the turn it would pass 80%,
-the fleet starts warm (tasks already in progress) so its spend is steady from the first minute,
-and the budgets of `DEMO_CONFIG_YAML` have headroom at the default rate. Each scenario then
-produces exactly the condition one alert checks; see `SCENARIOS` and docs/client.md.
+the fleet starts warm (tasks and workflow runs already in progress) so its spend is steady and
+runs end from the first minute, and the budgets of `DEMO_CONFIG_YAML` have headroom at the
+default rate. Each scenario then produces exactly the condition one alert checks; see
+`SCENARIOS` and docs/client.md.
 """
 
 from __future__ import annotations
@@ -208,6 +209,7 @@ _TASK_SHARE: Final = 0.72
 _RUN_SHARE: Final = 0.27
 _METRICS_INTERVAL: Final = 15.0
 _TASK_SECONDS: Final = 500.0  # mean time from submission to end
+_RUN_SECONDS: Final = 130.0  # mean time from a run's start to its end
 
 # Caps of the normal fleet per sliding window, each below the threshold of an alert and over a
 # window 20% longer than the alert's, so Prometheus never counts more in its own window.
@@ -420,6 +422,7 @@ class DemoFleet:
                                "paused for 5 s", "dotted"))
         self._opening()
         self._warm_start()
+        self._warm_runs()
         if self.scenario is not None:
             self._at(self.scenario_start, self._start_scenario)
 
@@ -777,10 +780,12 @@ class DemoFleet:
 
     def _start_run(self, workflow: str, *, outcome: str | None = None,
                    fail_step: str | None = None, fail_attempts: int = 0,
-                   error_type: str | None = None, quick: bool = False) -> _Run:
+                   error_type: str | None = None, quick: bool = False,
+                   from_step: int = 0) -> _Run:
+        """Start a run; at step `from_step` (warm start) as if the steps before it were done."""
         steps = _WORKFLOWS[workflow]
         run = _Run(self._new_id("run"), workflow, "orchestr8" if self._chance(0.75) else "dotted",
-                   steps, quick=quick)
+                   steps, index=from_step, quick=quick)
         self._plan_run(run, outcome, fail_step, fail_attempts, error_type)
         self._runs[run.run_id] = run
         self._emit("workflow.started", run.dialect,
@@ -919,6 +924,20 @@ class DemoFleet:
             stage = self._random.randrange(len(task.stages))
             self._at(0.2 + 20.0 * index / max(in_flight, 1),
                      partial(self._start_task, task, stage))
+
+    def _warm_runs(self) -> None:
+        """Runs of every workflow already in progress, each resumed at a step drawn at random.
+
+        Otherwise the first runs, started with the demo, would end after two minutes and more:
+        a run's duration needs two ends of the same workflow to show in a rate().
+        """
+        workflows = sorted(_WORKFLOWS)
+        in_flight = round(self.rate * _RUN_SHARE / _EVENTS_PER_RUN * _RUN_SECONDS)
+        for index in range(in_flight):
+            workflow = workflows[index % len(workflows)]
+            step = self._random.randrange(len(_WORKFLOWS[workflow]))
+            self._at(0.3 + 20.0 * index / max(in_flight, 1),
+                     partial(self._start_run, workflow, from_step=step))
 
     # The first two minutes show every outcome, so every dashboard panel has data at once.
 
