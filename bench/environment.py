@@ -58,10 +58,34 @@ def _git(*arguments: str) -> str:
 
 
 def process_cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a running process (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    # After the command name: state is field 3, utime 14 and stime 15 (man 5 proc).
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User plus system CPU time so far of a running process (all its threads) and of its
+    running descendants (the exporter's parse workers)."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rpartition(")")[2].split()
+        except OSError:  # ended meanwhile
+            continue
+        # After the command name: state is field 3, utime 14 and stime 15 (man 5 proc).
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its running descendants."""
+    tree, index = [pid], 0
+    while index < len(tree):
+        try:
+            tasks = list(Path(f"/proc/{tree[index]}/task").iterdir())
+        except OSError:
+            tasks = []
+        for task in tasks:
+            try:
+                tree.extend(int(child) for child in (task / "children").read_text().split())
+            except OSError:
+                continue
+        index += 1
+    return tree
 
 
 def _machine_busy_seconds() -> float:

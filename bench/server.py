@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import orjson
 
-from bench.environment import REPOSITORY, process_cpu_seconds
+from bench.environment import REPOSITORY, process_cpu_seconds, process_tree
 
 READY_POLL_SECONDS = 0.01
 
@@ -98,12 +98,13 @@ class ExporterServer:
         return time.perf_counter() - started
 
     def memory(self) -> dict[str, int]:
-        """VmRSS and VmHWM (peak) of the exporter process, in bytes."""
-        values: dict[str, int] = {}
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            name, _, rest = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                values[name] = int(rest.split()[0]) * 1024
+        """VmRSS and VmHWM (peak) in bytes, summed over the exporter and its parse workers."""
+        values: dict[str, int] = {"VmRSS": 0, "VmHWM": 0}
+        for pid in process_tree(self.pid):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                name, _, rest = line.partition(":")
+                if name in values:
+                    values[name] += int(rest.split()[0]) * 1024
         return values
 
     def cpu_seconds(self) -> float:
