@@ -5,8 +5,11 @@ real PostgreSQL; and `promtool check metrics` is clean on the result."""
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from streams import Stream, mixed_stream
@@ -107,24 +110,33 @@ def test_stream_totals_are_exact_and_survive_resend_and_kill9_on_postgresql(
     run_acceptance(lambda: exporter_factory(database_url=fresh_postgres_url))
 
 
-def test_events_acknowledged_after_the_last_checkpoint_are_replayed_after_kill9(
-        exporter_factory, tmp_path):
-    import sqlite3
-
-    database = tmp_path / "replay.db"
-    # No checkpoint during the test: every event must come back by replay.
+def _fed_without_checkpoints(exporter_factory: Any, database: Path, total: int) -> tuple[
+        ExporterProcess, Stream]:
+    """An exporter that writes no periodic checkpoint, fed `total` unique events."""
     exporter = exporter_factory(database_url=f"sqlite:///{database}",
                                 env={"EXPORTER_CHECKPOINT_SECONDS": "3600"})
-    stream = mixed_stream(total=3000, resend_share=0.0)
+    stream = mixed_stream(total=total, resend_share=0.0)
     for batch in stream.batches:
         assert exporter.post_events(batch).status_code == 200
-    before = persistent_samples(exporter.metrics())
-    exporter.kill9()
+    return exporter, stream
+
+
+def _stored_and_checkpointed(database: Path) -> tuple[int, tuple[int] | None]:
     with sqlite3.connect(database) as connection:
         stored = connection.execute("SELECT max(seq) FROM events").fetchone()[0]
         row = connection.execute("SELECT applied_seq FROM checkpoint").fetchone()
-    assert stored == 3000
-    assert row is None  # the aggregates never reached the ledger before the kill
+    return stored, row
+
+
+def test_events_acknowledged_after_the_last_checkpoint_are_replayed_after_kill9(
+        exporter_factory, tmp_path):
+    database = tmp_path / "replay.db"
+    # No checkpoint during the test: every event must come back by replay.
+    exporter, stream = _fed_without_checkpoints(exporter_factory, database, 3000)
+    before = persistent_samples(exporter.metrics())
+    exporter.kill9()
+    # The aggregates never reached the ledger before the kill.
+    assert _stored_and_checkpointed(database) == (3000, None)
     exporter.start()
     assert persistent_samples(exporter.metrics()) == before
     assert_totals_match(exporter.metrics(), stream)
@@ -132,19 +144,10 @@ def test_events_acknowledged_after_the_last_checkpoint_are_replayed_after_kill9(
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_writes_a_final_checkpoint(exporter_factory, tmp_path, stop_signal):
-    import sqlite3
-
     database = tmp_path / "stopped.db"
-    exporter = exporter_factory(database_url=f"sqlite:///{database}",
-                                env={"EXPORTER_CHECKPOINT_SECONDS": "3600"})
-    stream = mixed_stream(total=1000, resend_share=0.0)
-    for batch in stream.batches:
-        assert exporter.post_events(batch).status_code == 200
+    exporter, _ = _fed_without_checkpoints(exporter_factory, database, 1000)
     exporter.process.stop_signal = stop_signal
     exporter.process.stop(timeout=30)
-    with sqlite3.connect(database) as connection:
-        stored = connection.execute("SELECT max(seq) FROM events").fetchone()[0]
-        row = connection.execute("SELECT applied_seq FROM checkpoint").fetchone()
     # A graceful stop leaves nothing to replay at the next start.
-    assert (stored, row) == (1000, (1000,))
+    assert _stored_and_checkpointed(database) == (1000, (1000,))
     assert exporter.process.returncode == 0
