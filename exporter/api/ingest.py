@@ -126,16 +126,15 @@ class BodyParser:
         self._pool: ProcessPoolExecutor | None = None
 
     def start(self) -> None:
-        """Start the workers and wait until each has imported the parser."""
+        """Start the workers; they import the parser while the server already answers (a
+        body that arrives meanwhile waits for them, about a second at most)."""
         if self.workers <= 0 or self._pool is not None:
             return
         # spawn: forking a process that runs threads (writer, applier) is not safe.
         self._pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context("spawn"),
                                          initializer=_worker_started)
-        warm_up = [self._pool.submit(_parse_detached, b"[]", "application/json", 1, 0.0)
-                   for _ in range(self.workers)]
-        for future in warm_up:
-            future.result()
+        for _ in range(self.workers):
+            self._pool.submit(_parse_detached, b"[]", "application/json", 1, 0.0)
 
     def close(self) -> None:
         if self._pool is not None:
