@@ -55,7 +55,7 @@ class IdSet:
         self.recent = {row[0]: row[1] for row in rows}
         connection.rollback()
 
-    def known(self, connection: Connection, hashes: Iterable[int]) -> dict[int, int]:
+    def known(self, connection: Connection, hashes: list[int]) -> dict[int, int]:
         """The seq of each of `hashes` already stored."""
         recent = self.recent
         found = {hash_: recent[hash_] for hash_ in hashes if hash_ in recent}
@@ -81,9 +81,9 @@ class IdSet:
         due = min(MERGE_MAX, max(self.merge_min, self.merged_seq // MERGE_FRACTION))
         if len(self.recent) < due:
             return False
-        last = max(self.recent.values())
+        merged_seq = max(self.merged_seq, max(self.recent.values()))
         with connection.begin():
             connection.exec_driver_sql(_MERGE, (bulk.rows_parameter(self.recent.items()),))
-            connection.exec_driver_sql(_MARK, (max(last, self.merged_seq),))
-        self.merged_seq, self.recent = max(last, self.merged_seq), {}
+            connection.exec_driver_sql(_MARK, (merged_seq,))
+        self.merged_seq, self.recent = merged_seq, {}
         return True

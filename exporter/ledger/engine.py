@@ -37,6 +37,4 @@ def _sqlite_pragmas(connection: Any, synchronous: str) -> None:
     # page absorb many commits before it is copied back (measured: 70k -> 104k rows/s).
     cursor.execute("PRAGMA wal_autocheckpoint=16384")
     cursor.execute("PRAGMA foreign_keys=ON")
-    # The writer's recent idempotency keys live in a temporary table (ledger/dedup.py).
-    cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.close()

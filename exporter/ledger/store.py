@@ -59,7 +59,7 @@ class Ledger:
         self.engine = engine
         self.dialect = engine.dialect.name
         self.bulk = self.dialect == "sqlite"
-        # SQLite: triggers of the writer's connection skip known ids (see ledger/dedup.py).
+        # SQLite: the writer's view of the stored ids (see ledger/dedup.py).
         self._ids = IdSet()
         self._writer: Connection | None = None
         if self.bulk:
@@ -70,8 +70,8 @@ class Ledger:
                 f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
                 f"VALUES ({', '.join(['%s'] * len(EVENT_COLUMNS))}) "
                 "ON CONFLICT (id_hash) DO NOTHING")
-        # One statement's row count is exact; executemany's is only where the driver says so.
-        self._exact_rowcount = self.bulk or engine.dialect.supports_sane_multi_rowcount
+        # executemany's row count is exact only where the driver says so (psycopg: yes).
+        self._exact_rowcount = engine.dialect.supports_sane_multi_rowcount
         self._statements: dict[tuple[str, str], Insert | str] = {}
 
     def ping(self) -> None:
@@ -118,8 +118,7 @@ class Ledger:
         """Store the events whose id is new; per event whether it was new, and the last seq."""
         hashes = [event.key if event.key is not None or event.id is None else id_hash(event.id)
                   for event in events]
-        max_seq = select(func.max(schema.events.c.seq))
-        before = connection.execute(max_seq).scalar() or 0
+        before = _last_seq(connection)
         if self.bulk:
             return self._insert_new(connection, events, hashes, before, received)
         result = connection.exec_driver_sql(self._insert_events, [
@@ -128,7 +127,7 @@ class Ledger:
         if self._exact_rowcount and result.rowcount == len(events):
             return [True] * len(events), before + len(events)
         fresh = self._resolve_duplicates(connection, events, hashes, before, received)
-        return fresh, connection.execute(max_seq).scalar() or 0
+        return fresh, _last_seq(connection)
 
     def _insert_new(self, connection: Connection, events: Sequence[Event],
                     hashes: list[int | None], before: int,
@@ -158,10 +157,7 @@ class Ledger:
                         if row[0] is not None)
         for index in collisions:
             fresh[index] = self._store_collision(connection, events[index], received)
-        last = before + len(rows)
-        if collisions:
-            last = connection.execute(select(func.max(schema.events.c.seq))).scalar() or 0
-        return fresh, last
+        return fresh, _last_seq(connection) if collisions else before + len(rows)
 
     @staticmethod
     def _event_ids(connection: Connection, seqs: set[int]) -> dict[int, str | None]:
@@ -369,6 +365,10 @@ def _budget_days(connection: Connection, budgets: tuple[Budget, ...],
                 days = sums[budget.name]
                 days[day] = days.get(day, 0) + nano
     return sums
+
+
+def _last_seq(connection: Connection) -> int:
+    return connection.execute(select(func.max(schema.events.c.seq))).scalar() or 0
 
 
 def _row(table: Table, entity: object) -> tuple[Any, ...]:
