@@ -221,15 +221,7 @@ class IngestPipeline:
 
     def _commit_group(self, batches: list[_Batch], events: list[Event], started: float) -> None:
         try:
-            with self.ledger.writing() as connection:
-                fresh, last_seq = self.ledger.insert_events(connection, events,
-                                                            batches[0].received)
-                duplicates: dict[str, int] = {}
-                for event, is_new in zip(events, fresh, strict=True):
-                    if not is_new:
-                        duplicates[event.type] = duplicates.get(event.type, 0) + 1
-                if duplicates:
-                    self.ledger.add_duplicates(connection, duplicates)
+            fresh, last_seq = self.ledger.write_events(events, batches[0].received)
         except Exception as error:  # any database failure: refuse, keep serving
             log.exception("ledger write failed; %d events refused", len(events))
             self.telemetry.ledger_errors.labels("write").inc()

@@ -26,9 +26,14 @@ def _events(ids: list[str]) -> list[Event]:
 
 
 def _insert(ledger: Ledger, ids: list[str]) -> list[bool]:
-    with ledger.writing() as connection:
-        fresh, _ = ledger.insert_events(connection, _events(ids), time.time())
+    fresh, last_seq = ledger.write_events(_events(ids), time.time())
+    assert last_seq == _stored_seq(ledger.engine)
     return fresh
+
+
+def _stored_seq(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(text("SELECT max(seq) FROM events")).scalar() or 0)
 
 
 def _count(engine: Engine, table: str) -> int:
@@ -69,6 +74,50 @@ def test_keys_are_known_in_memory_after_a_merge_and_after_a_restart(engine: Engi
     assert _insert(restarted, ["a2", "b1", "c3", "d0", "e0"]) == [False] * 4 + [True]
     assert _count(engine, "events") == 14
     restarted.close()
+
+
+def test_new_ids_take_one_statement_and_known_ones_the_general_path(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch):
+    ledger = _ledger(engine, merge_min=4)
+    general = ledger.insert_events
+    calls: list[int] = []
+
+    def counted(*args: object, **kwargs: object) -> tuple[list[bool], int]:
+        calls.append(1)
+        return general(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ledger, "insert_events", counted)
+    assert _insert(ledger, ["n1", "n2", "n3", "n4"]) == [True] * 4  # merged after this group
+    assert _insert(ledger, ["n5", "n6"]) == [True, True]
+    assert calls == []
+    assert _insert(ledger, ["n7", "n2"]) == [True, False]  # n2 merged: the statement fails
+    assert _insert(ledger, ["n6", "n8"]) == [False, True]  # n6 in memory
+    assert _insert(ledger, ["n9", "n9"]) == [True, False]  # repeated within the group
+    assert _insert(ledger, ["n10"]) == [True]
+    assert len(calls) == 3
+    with engine.connect() as connection:
+        stored = connection.execute(text("SELECT event_id, seq FROM events ORDER BY seq")).all()
+        duplicates = connection.execute(text(
+            "SELECT value FROM counters WHERE key LIKE '%duplicate%'")).scalar()
+    assert [row[0] for row in stored] == [f"n{i}" for i in range(1, 11)]
+    assert [row[1] for row in stored] == list(range(1, 11))
+    assert duplicates == 3
+    # The writer's keys (in memory or merged) point at the stored rows, whichever path stored.
+    with engine.connect() as connection:
+        known = ledger._ids.known(connection, [id_hash(row[0]) for row in stored])
+    assert known == {id_hash(row[0]): row[1] for row in stored}
+    ledger.close()
+
+
+def test_a_failed_statement_stores_nothing_and_the_next_write_recovers(engine: Engine):
+    ledger = _ledger(engine, merge_min=1_000)
+    assert _insert(ledger, ["f1"]) == [True]
+    ledger._writer_connection().connection.driver_connection.close()  # type: ignore[union-attr]
+    with pytest.raises(Exception, match="closed"):
+        ledger.write_events(_events(["f2", "f3"]), time.time())
+    assert _insert(ledger, ["f2", "f1", "f3"]) == [True, False, True]
+    assert _count(engine, "events") == 3
+    ledger.close()
 
 
 def test_a_failed_batch_leaves_no_key_behind(engine: Engine):

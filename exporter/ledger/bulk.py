@@ -18,7 +18,7 @@ double, and SQLite reads it back exactly (checked on 900k random doubles, every 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import orjson
@@ -36,17 +36,22 @@ def check_sqlite_version() -> None:
 
 
 def insert_sql(table: str, columns: Sequence[str], *, conflict: Sequence[str] = (),
-               update: Sequence[str] = (), add: Sequence[str] = (), sliced: bool = False) -> str:
+               update: Sequence[str] = (), add: Sequence[str] = (), sliced: bool = False,
+               expressions: Mapping[str, str] | None = None) -> str:
     """An INSERT reading its rows from a JSON array of arrays in `columns` order (parameter 1).
 
     `update` columns take the new value on a conflict with `conflict`, `add` columns add it;
     with neither, a conflicting row is skipped. With `sliced`, the last column is a BLOB cut
     from parameter 2 (see `sliced_rows`), so large values are never written as JSON and parsed.
+    `expressions` replace a column's value by SQL, which may use `{value}` (the JSON's value).
     """
     values = [f"value->>{index}" for index in range(len(columns))]
     if sliced:
         last = len(columns) - 1
         values[last] = f"substr(?2, value->>{last}, value->>{last + 1})"
+    for column, expression in (expressions or {}).items():
+        index = list(columns).index(column)
+        values[index] = expression.format(value=values[index])
     sql = (f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)} "
            # WHERE true: without it SQLite would read ON CONFLICT as part of a join.
            "FROM json_each(?1) WHERE true")

@@ -6,6 +6,8 @@ counters they moved commit together or not at all. Reads happen at start (`load_
 
 from __future__ import annotations
 
+import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,6 +38,11 @@ from exporter.state import (
 EntityT = TypeVar("EntityT", Agent, Task, Step)
 
 _IN_CHUNK: Final = 5_000
+# A NULL type fails the NOT NULL constraint, which undoes the whole statement: how the single
+# statement of `Ledger._append` refuses a group holding an id already merged into event_ids.
+_UNLESS_MERGED: Final = ("CASE WHEN EXISTS (SELECT 1 FROM main.event_ids "
+                         "WHERE event_ids.id_hash = value->>0) THEN NULL ELSE {value} END")
+_LAST_SEQ: Final = "SELECT coalesce(max(seq), 0) FROM events"
 DAILY_COST_KEYS: Final = ("day", "source", "role", "model", "task_type", "workflow")
 EVENT_COLUMNS: Final = ("id_hash", "event_id", "source", "type", "ts", "received", "payload")
 DUPLICATES_KEY: Final = "orchestrator_exporter_events_duplicate_total" + LABEL_SEPARATOR
@@ -62,9 +69,13 @@ class Ledger:
         # SQLite: the writer's view of the stored ids (see ledger/dedup.py).
         self._ids = IdSet()
         self._writer: Connection | None = None
+        # SQLite: the last stored seq as the writer knows it (None: ask the database).
+        self._last: int | None = None
         if self.bulk:
             bulk.check_sqlite_version()
             self._insert_events = bulk.insert_sql("events", EVENT_COLUMNS, sliced=True)
+            self._append_events = bulk.insert_sql("events", EVENT_COLUMNS, sliced=True,
+                                                  expressions={"type": _UNLESS_MERGED})
         else:
             self._insert_events = (
                 f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
@@ -86,6 +97,58 @@ class Ledger:
 
     # -- writing -----------------------------------------------------------------------------
 
+    def write_events(self, events: Sequence[Event], received: float) -> tuple[list[bool], int]:
+        """Store the events whose id is new and count the others as duplicates, in one
+        transaction; per event whether it was new, and the last seq."""
+        if self.bulk:
+            appended = self._append(events, received)
+            if appended is not None:
+                return appended
+        with self.writing() as connection:
+            fresh, last_seq = self.insert_events(connection, events, received)
+            duplicates = Counter(event.type for event, is_new in zip(events, fresh, strict=True)
+                                 if not is_new)
+            if duplicates:
+                self.add_duplicates(connection, duplicates)
+        self._last = last_seq if self.bulk else None
+        return fresh, last_seq
+
+    def _append(self, events: Sequence[Event], received: float) -> tuple[list[bool], int] | None:
+        """SQLite's common case, no id seen before, as one statement that is its own transaction.
+
+        Every SQLite call releases the GIL, and taking it back waits for the applier or the
+        event loop to yield it, up to the 5 ms switch interval: the general path's five calls
+        per group (begin, last seq, lookup, insert, commit) cost more waiting than working.
+        None when an id may be known: the statement then failed whole, nothing was stored, and
+        the general path decides event by event.
+        """
+        hashes = [event.key if event.key is not None or event.id is None else id_hash(event.id)
+                  for event in events]
+        keyed = [hash_ for hash_ in hashes if hash_ is not None]
+        recent = self._ids.recent
+        if len(set(keyed)) != len(keyed) or any(hash_ in recent for hash_ in keyed):
+            return None
+        driver = self._writer_connection().connection.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        try:
+            if self._last is None:
+                self._last = driver.execute(_LAST_SEQ).fetchone()[0]
+            driver.execute(self._append_events, bulk.sliced_rows(
+                (hash_, event.id, event.source, event.type, event.timestamp, received,
+                 event.payload) for hash_, event in zip(hashes, events, strict=True)))
+        except sqlite3.IntegrityError:  # an id in event_ids (see _UNLESS_MERGED)
+            return None
+        except BaseException:
+            self._last = None
+            self._drop_writer()
+            raise
+        before, self._last = self._last, self._last + len(events)
+        self._ids.stage((hash_, seq) for seq, hash_ in enumerate(hashes, start=before + 1)
+                        if hash_ is not None)
+        self._ids.commit()
+        self._ids.merge_if_due(self._writer_connection())
+        return [True] * len(events), self._last
+
     @contextmanager
     def writing(self) -> Iterator[Connection]:
         """A transaction of the ingest writer (one thread at a time); commits on exit."""
@@ -94,17 +157,23 @@ class Ledger:
                 yield connection
             return
         connection = self._writer_connection()
+        self._last = None  # whoever stores through this knows the last seq, not the ledger
         try:
             with connection.begin():
                 yield connection
         except BaseException:
             self._ids.discard()
-            # The connection may be unusable; the next write opens and loads a new one.
-            self._writer = None
-            connection.close()
+            self._last = None
+            self._drop_writer()
             raise
         self._ids.commit()
         self._ids.merge_if_due(connection)
+
+    def _drop_writer(self) -> None:
+        """The connection may be unusable; the next write opens and loads a new one."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     def _writer_connection(self) -> Connection:
         if self._writer is None:
