@@ -3,6 +3,8 @@ keeps serving."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -92,18 +94,18 @@ def assert_error_shape(body: dict[str, Any]) -> None:
     assert isinstance(body["request_id"], str) and body["request_id"]
 
 
-def _parse_workers(pid: int) -> int:
-    """Children of `pid` that multiprocessing spawned to run tasks (not its resource tracker)."""
+def _parse_workers(pid: int) -> list[int]:
+    """Children of `pid` that run the parse worker."""
     children = [child for task in Path(f"/proc/{pid}/task").iterdir()
                 for child in (task / "children").read_text().split()]
-    return sum(b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
-               for child in children)
+    return [int(child) for child in children
+            if b"exporter.api.parse_worker" in Path(f"/proc/{child}/cmdline").read_bytes()]
 
 
 def test_every_bad_input_is_refused_with_the_error_shape_and_stores_nothing(exporter):
     process, database = exporter
     # The large cases are parsed by the default parse worker, a child of the server.
-    assert _parse_workers(process.process.pid) == 1
+    assert len(_parse_workers(process.process.pid)) == 1
     for name, body, content_type, status, field in CASES:
         response = process.post_events(body, content_type=content_type)
         assert response.status_code == status, (name, response.text)
@@ -169,3 +171,19 @@ def test_unknown_paths_and_methods_use_the_error_shape(exporter):
     wrong_method = httpx.get(f"{process.url}/api/v1/events", timeout=10)
     assert wrong_method.status_code == 405
     assert_error_shape(wrong_method.json())
+
+
+def test_a_killed_parse_worker_costs_no_request(exporter):
+    process, database = exporter
+    (worker,) = _parse_workers(process.process.pid)
+    os.kill(worker, signal.SIGKILL)
+    # Large bodies, as go to the worker: parsed in the server from now on, and stored.
+    for number in range(3):
+        batch = [{"type": "log.entry", "id": f"after-kill-{number}-{index}", "level": "info",
+                  "message": "x" * 40} for index in range(400)]
+        response = process.post_events(batch)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"accepted": 400, "duplicates": 0}
+    assert stored_events(database) == 1_200
+    invalid = process.post_events([VALID] * 400 + [{**USAGE, "input_tokens": -5}])
+    assert invalid.status_code == 422

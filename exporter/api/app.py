@@ -32,11 +32,11 @@ def create_app(exporter: Exporter, *, admin_token: str) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await run_in_threadpool(parser.start)
+        await parser.start()
         try:
             yield
         finally:
-            await run_in_threadpool(parser.close)
+            await parser.close()
 
     app = FastAPI(title="orchestrator-exporter", version=__version__,
                   default_response_class=ORJSONResponse, lifespan=lifespan)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
-import signal
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import pickle
+import struct
+import sys
+from collections import deque
 from typing import Any, Final
 
 import orjson
@@ -31,6 +31,9 @@ MAX_PROBLEMS = 1_000
 DETACHED_PARSE_BYTES: Final = 16 * 1024
 # Without workers, bodies above this are parsed in a thread so one cannot stall the event loop.
 INLINE_PARSE_BYTES: Final = 512 * 1024
+# A frame's header: the length of the pickle that follows.
+FRAME_HEADER: Final = struct.Struct("!I")
+WORKER_STOP_SECONDS: Final = 10.0
 # An event as it crosses from a worker: Event's fields in order.
 EventRow = tuple[str, str | None, float, str, dict[str, Any], bytes, int | None]
 # What a worker answers: the events, or the ApiError's status, code, message and details.
@@ -101,8 +104,8 @@ def parse_body(body: bytes, content_type: str, max_events: int, received: float)
     return validate_events(decode_events(body, content_type, max_events), received)
 
 
-def _parse_detached(body: bytes, content_type: str, max_events: int,
-                    received: float) -> Parsed:
+def parse_detached(body: bytes, content_type: str, max_events: int,
+                   received: float) -> Parsed:
     """`parse_body` in a worker: plain tuples both ways (cheaper to pickle than objects)."""
     try:
         events = parse_body(body, content_type, max_events, received)
@@ -112,46 +115,105 @@ def _parse_detached(body: bytes, content_type: str, max_events: int,
              event.key) for event in events], None
 
 
-def _worker_started() -> None:
-    # Ctrl-C reaches the whole process group; the server decides when its workers stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def frame(message: object) -> bytes:
+    """A message between the server and a worker: its pickle's length, then the pickle."""
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return FRAME_HEADER.pack(len(data)) + data
+
+
+class WorkerGoneError(RuntimeError):
+    """A parse worker exited; the bodies it had are parsed in the server instead."""
+
+
+class _Worker:
+    """One worker process and the bodies it was sent, answered in order over its stdout."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.waiting: deque[asyncio.Future[Parsed]] = deque()
+        self.reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def parse(self, body: bytes, content_type: str, max_events: int,
+                    received: float) -> Parsed:
+        stdin = self.process.stdin
+        if stdin is None or stdin.is_closing() or self.reader.done():
+            raise WorkerGoneError("the parse worker is gone")
+        answer: asyncio.Future[Parsed] = asyncio.get_running_loop().create_future()
+        self.waiting.append(answer)
+        try:
+            stdin.write(frame((body, content_type, max_events, received)))
+            await stdin.drain()
+        except ConnectionError:  # it died before the reader saw its stdout close
+            answer.cancel()
+            raise WorkerGoneError("the parse worker is gone") from None
+        return await answer
+
+    async def _read(self) -> None:
+        stdout = self.process.stdout
+        assert stdout is not None
+        try:
+            while True:
+                header = await stdout.readexactly(FRAME_HEADER.size)
+                parsed: Parsed = pickle.loads(await stdout.readexactly(
+                    FRAME_HEADER.unpack(header)[0]))
+                self.waiting.popleft().set_result(parsed)
+        except (asyncio.IncompleteReadError, ConnectionError, IndexError):
+            log.error("a parse worker exited; parsing in the server from now on")
+        finally:
+            while self.waiting:
+                answer = self.waiting.popleft()
+                if not answer.done():
+                    answer.set_exception(WorkerGoneError("the parse worker exited"))
+
+    async def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            await asyncio.wait_for(self.process.wait(), WORKER_STOP_SECONDS)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+        await self.reader
 
 
 class BodyParser:
-    """Parses ingest bodies: large ones in `workers` processes once started, others inline."""
+    """Parses ingest bodies: large ones in `workers` processes once started, others inline.
+
+    The workers are child processes fed through their stdin and answering on their stdout,
+    both read and written by the event loop itself: no thread of the server takes part, so a
+    body costs no hand-over of the GIL on its way to a worker and back.
+    """
 
     def __init__(self, *, workers: int, max_events: int) -> None:
         self.workers = workers
         self.max_events = max_events
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: list[_Worker] = []
+        self._next = 0
 
-    def start(self) -> None:
+    async def start(self) -> None:
         """Start the workers; they import the parser while the server already answers (a
-        body that arrives meanwhile waits for them, about a second at most)."""
-        if self.workers <= 0 or self._pool is not None:
-            return
-        # spawn: forking a process that runs threads (writer, applier) is not safe.
-        self._pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context("spawn"),
-                                         initializer=_worker_started)
-        for _ in range(self.workers):
-            self._pool.submit(_parse_detached, b"[]", "application/json", 1, 0.0)
+        body that arrives meanwhile waits in the pipe, about a second at most)."""
+        for _ in range(self.workers - len(self._pool)):
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "exporter.api.parse_worker",
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            self._pool.append(_Worker(process))
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    async def close(self) -> None:
+        pool, self._pool = self._pool, []
+        for worker in pool:
+            await worker.close()
 
     async def parse(self, body: bytes, content_type: str, received: float) -> list[Event]:
-        pool = self._pool
-        if pool is not None and len(body) >= DETACHED_PARSE_BYTES:
+        if self._pool and len(body) >= DETACHED_PARSE_BYTES:
+            self._next = (self._next + 1) % len(self._pool)
+            worker = self._pool[self._next]
             try:
-                parsed = await asyncio.get_running_loop().run_in_executor(
-                    pool, _parse_detached, body, content_type, self.max_events, received)
-            except BrokenProcessPool:
-                log.error("a parse worker died; parsing in the server until restarted")
-                self._pool = None
-            else:
-                return _rebuilt(parsed)
+                return _rebuilt(await worker.parse(body, content_type, self.max_events,
+                                                   received))
+            except WorkerGoneError:
+                if worker in self._pool:
+                    self._pool.remove(worker)
         if len(body) > INLINE_PARSE_BYTES:
             return await run_in_threadpool(parse_body, body, content_type, self.max_events,
                                            received)
