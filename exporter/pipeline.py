@@ -26,7 +26,7 @@ import orjson
 
 from exporter.events import Event, validate_one
 from exporter.ledger import Ledger
-from exporter.ledger.store import RowGroup
+from exporter.ledger.store import Part, PreparedRows, RowGroup
 from exporter.state import FleetState
 from exporter.telemetry import Telemetry
 
@@ -63,6 +63,7 @@ class _Batch:
     future: Future[IngestResult] | None
     received: float
     queued: float = 0.0  # perf_counter() at submit, for the batch duration
+    rows: PreparedRows | None = None
 
 
 @dataclass(slots=True)
@@ -103,8 +104,10 @@ class IngestPipeline:
 
     # -- producers -----------------------------------------------------------------------------
 
-    def submit(self, events: list[Event], received: float) -> Future[IngestResult]:
-        """Queue a batch; the future resolves once it is committed and counted."""
+    def submit(self, events: list[Event], received: float,
+               rows: PreparedRows | None = None) -> Future[IngestResult]:
+        """Queue a batch (with its `event_rows`, if prepared); the future resolves once it is
+        committed and counted."""
         future: Future[IngestResult] = Future()
         with self._wake:
             if self._stopping:
@@ -112,7 +115,7 @@ class IngestPipeline:
             if self._pending + len(events) > self.max_pending_events and self._pending:
                 raise PipelineBusyError(f"{self._pending} events are waiting for the ledger")
             self._pending += len(events)
-            self._queue.append(_Batch(events, future, received, time.perf_counter()))
+            self._queue.append(_Batch(events, future, received, time.perf_counter(), rows))
             self._wake.notify()
         return future
 
@@ -221,7 +224,8 @@ class IngestPipeline:
 
     def _commit_group(self, batches: list[_Batch], events: list[Event], started: float) -> None:
         try:
-            fresh, last_seq = self.ledger.write_events(events, batches[0].received)
+            fresh, last_seq = self.ledger.write_events([
+                Part(batch.events, batch.received, batch.rows) for batch in batches])
         except Exception as error:  # any database failure: refuse, keep serving
             log.exception("ledger write failed; %d events refused", len(events))
             self.telemetry.ledger_errors.labels("write").inc()

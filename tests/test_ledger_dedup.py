@@ -15,6 +15,7 @@ from sqlalchemy import Engine, inspect, text
 from exporter.events import Event, id_hash, validate_batch
 from exporter.ledger import Ledger, make_engine, migrate
 from exporter.ledger.dedup import IdSet
+from exporter.ledger.store import Part, event_rows
 
 
 def _events(ids: list[str]) -> list[Event]:
@@ -26,7 +27,7 @@ def _events(ids: list[str]) -> list[Event]:
 
 
 def _insert(ledger: Ledger, ids: list[str]) -> list[bool]:
-    fresh, last_seq = ledger.write_events(_events(ids), time.time())
+    fresh, last_seq = ledger.write_events([Part(_events(ids), time.time())])
     assert last_seq == _stored_seq(ledger.engine)
     return fresh
 
@@ -109,12 +110,32 @@ def test_new_ids_take_one_statement_and_known_ones_the_general_path(
     ledger.close()
 
 
+def test_batches_prepared_apart_are_stored_as_one_group_in_order(engine: Engine):
+    """A parse worker prepares each batch's rows; the writer joins those of a group."""
+    ledger = _ledger(engine, merge_min=1_000)
+    first, second, third = (_events([f"{name}{i}" for i in range(size)])
+                            for name, size in (("p", 3), ("q", 0), ("r", 2)))
+    fresh, last_seq = ledger.write_events([
+        Part(first, 100.0, event_rows(first, 100.0)),
+        Part(second, 150.0, event_rows(second, 150.0)),
+        Part(third, 200.0)])
+    assert fresh == [True] * 5
+    assert last_seq == 5
+    with engine.connect() as connection:
+        stored = connection.execute(text(
+            "SELECT seq, event_id, received, payload FROM events ORDER BY seq")).all()
+    expected = [(seq, event.id, received, event.payload) for seq, (event, received) in enumerate(
+        [(event, 100.0) for event in first] + [(event, 200.0) for event in third], start=1)]
+    assert [tuple(row) for row in stored] == expected
+    ledger.close()
+
+
 def test_a_failed_statement_stores_nothing_and_the_next_write_recovers(engine: Engine):
     ledger = _ledger(engine, merge_min=1_000)
     assert _insert(ledger, ["f1"]) == [True]
     ledger._writer_connection().connection.driver_connection.close()  # type: ignore[union-attr]
     with pytest.raises(Exception, match="closed"):
-        ledger.write_events(_events(["f2", "f3"]), time.time())
+        ledger.write_events([Part(_events(["f2", "f3"]), time.time())])
     assert _insert(ledger, ["f2", "f1", "f3"]) == [True, False, True]
     assert _count(engine, "events") == 3
     ledger.close()

@@ -16,6 +16,7 @@ from exporter import __version__
 from exporter.api.errors import ApiError, install_error_handlers, request_id
 from exporter.api.ingest import BodyParser, read_body
 from exporter.events import Event, json_schema
+from exporter.ledger.store import PreparedRows
 from exporter.metrics import CONTENT_TYPE
 from exporter.pipeline import IngestResult, LedgerUnavailableError, PipelineBusyError
 from exporter.service import Exporter
@@ -58,12 +59,12 @@ def create_app(exporter: Exporter, *, admin_token: str) -> FastAPI:
         try:
             body = await read_body(request, settings.max_body_bytes)
             content_type = request.headers.get("content-type", "application/json")
-            events = await parser.parse(body, content_type, received)
+            events, rows = await parser.parse(body, content_type, received)
         except ApiError as error:
             reason = {413: "oversize", 400: "malformed"}.get(error.status, "invalid")
             exporter.telemetry.rejected.labels(reason).inc(max(1, len(error.details)))
             raise
-        result = await _commit(exporter, events, received)
+        result = await _commit(exporter, events, received, rows)
         return {"accepted": result.accepted, "duplicates": result.duplicates}
 
     @app.get("/api/v1/events/schema", summary="JSON Schema of one event")
@@ -94,9 +95,10 @@ def create_app(exporter: Exporter, *, admin_token: str) -> FastAPI:
     return app
 
 
-async def _commit(exporter: Exporter, events: list[Event], received: float) -> IngestResult:
+async def _commit(exporter: Exporter, events: list[Event], received: float,
+                  rows: PreparedRows | None) -> IngestResult:
     try:
-        future = exporter.pipeline.submit(events, received)
+        future = exporter.pipeline.submit(events, received, rows)
     except PipelineBusyError as error:
         raise ApiError(503, "busy", str(error), headers={"Retry-After": "1"}) from None
     except LedgerUnavailableError as error:

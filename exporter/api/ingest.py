@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from exporter.api.errors import ApiError
 from exporter.events import Event, validate_batch
+from exporter.ledger.store import PreparedRows, event_rows
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,10 @@ FRAME_HEADER: Final = struct.Struct("!I")
 WORKER_STOP_SECONDS: Final = 10.0
 # An event as it crosses from a worker: Event's fields in order.
 EventRow = tuple[str, str | None, float, str, dict[str, Any], bytes, int | None]
-# What a worker answers: the events, or the ApiError's status, code, message and details.
-Parsed = tuple[list[EventRow], None] | tuple[None, tuple[int, str, str, list[Any]]]
+# What a worker answers: the events and their ledger rows, or the ApiError's status, code,
+# message and details.
+Parsed = (tuple[list[EventRow], PreparedRows, None]
+          | tuple[None, None, tuple[int, str, str, list[Any]]])
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -110,9 +113,9 @@ def parse_detached(body: bytes, content_type: str, max_events: int,
     try:
         events = parse_body(body, content_type, max_events, received)
     except ApiError as error:
-        return None, (error.status, error.code, error.message, error.details)
+        return None, None, (error.status, error.code, error.message, error.details)
     return [(event.type, event.id, event.timestamp, event.source, event.fields, event.payload,
-             event.key) for event in events], None
+             event.key) for event in events], event_rows(events, received), None
 
 
 def frame(message: object) -> bytes:
@@ -204,7 +207,9 @@ class BodyParser:
         for worker in pool:
             await worker.close()
 
-    async def parse(self, body: bytes, content_type: str, received: float) -> list[Event]:
+    async def parse(self, body: bytes, content_type: str,
+                    received: float) -> tuple[list[Event], PreparedRows | None]:
+        """The events, and their ledger rows when a worker prepared them."""
         if self._pool and len(body) >= DETACHED_PARSE_BYTES:
             self._next = (self._next + 1) % len(self._pool)
             worker = self._pool[self._next]
@@ -216,13 +221,13 @@ class BodyParser:
                     self._pool.remove(worker)
         if len(body) > INLINE_PARSE_BYTES:
             return await run_in_threadpool(parse_body, body, content_type, self.max_events,
-                                           received)
-        return parse_body(body, content_type, self.max_events, received)
+                                           received), None
+        return parse_body(body, content_type, self.max_events, received), None
 
 
-def _rebuilt(parsed: Parsed) -> list[Event]:
-    rows, error = parsed
-    if rows is None:
+def _rebuilt(parsed: Parsed) -> tuple[list[Event], PreparedRows]:
+    rows, prepared, error = parsed
+    if rows is None or prepared is None:
         assert error is not None
         raise ApiError(*error)
-    return [Event(*row) for row in rows]
+    return [Event(*row) for row in rows], prepared

@@ -48,6 +48,31 @@ EVENT_COLUMNS: Final = ("id_hash", "event_id", "source", "type", "ts", "received
 DUPLICATES_KEY: Final = "orchestrator_exporter_events_duplicate_total" + LABEL_SEPARATOR
 
 
+# Events as the SQLite insert reads them: `bulk.sliced_rows` of `event_rows`.
+PreparedRows = tuple[bytes, bytes]
+
+
+def event_key(event: Event) -> int | None:
+    return event.key if event.key is not None or event.id is None else id_hash(event.id)
+
+
+def event_rows(events: Iterable[Event], received: float) -> PreparedRows:
+    """The events' rows for SQLite. Made where the events are validated (a parse worker, for
+    HTTP batches): the writer, which holds the GIL that the applier and the event loop need,
+    then only joins the rows of a group's batches."""
+    return bulk.sliced_rows((event_key(event), event.id, event.source, event.type,
+                             event.timestamp, received, event.payload) for event in events)
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """Events of one batch to write, received at `received`, with their rows if prepared."""
+
+    events: Sequence[Event]
+    received: float
+    rows: PreparedRows | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class RowGroup:
     """Rows of one table, in its columns' order, and what a row whose `keys` exist does:
@@ -97,15 +122,16 @@ class Ledger:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def write_events(self, events: Sequence[Event], received: float) -> tuple[list[bool], int]:
+    def write_events(self, parts: Sequence[Part]) -> tuple[list[bool], int]:
         """Store the events whose id is new and count the others as duplicates, in one
-        transaction; per event whether it was new, and the last seq."""
+        transaction; per event (of all parts, in order) whether it was new, and the last seq."""
+        events = [event for part in parts for event in part.events]
         if self.bulk:
-            appended = self._append(events, received)
+            appended = self._append(parts, events)
             if appended is not None:
                 return appended
         with self.writing() as connection:
-            fresh, last_seq = self.insert_events(connection, events, received)
+            fresh, last_seq = self.insert_events(connection, events, parts[0].received)
             duplicates = Counter(event.type for event, is_new in zip(events, fresh, strict=True)
                                  if not is_new)
             if duplicates:
@@ -113,7 +139,7 @@ class Ledger:
         self._last = last_seq if self.bulk else None
         return fresh, last_seq
 
-    def _append(self, events: Sequence[Event], received: float) -> tuple[list[bool], int] | None:
+    def _append(self, parts: Sequence[Part], events: list[Event]) -> tuple[list[bool], int] | None:
         """SQLite's common case, no id seen before, as one statement that is its own transaction.
 
         Every SQLite call releases the GIL, and taking it back waits for the applier or the
@@ -122,8 +148,7 @@ class Ledger:
         None when an id may be known: the statement then failed whole, nothing was stored, and
         the general path decides event by event.
         """
-        hashes = [event.key if event.key is not None or event.id is None else id_hash(event.id)
-                  for event in events]
+        hashes = [event_key(event) for event in events]
         keyed = [hash_ for hash_ in hashes if hash_ is not None]
         recent = self._ids.recent
         if len(set(keyed)) != len(keyed) or any(hash_ in recent for hash_ in keyed):
@@ -133,9 +158,8 @@ class Ledger:
         try:
             if self._last is None:
                 self._last = driver.execute(_LAST_SEQ).fetchone()[0]
-            driver.execute(self._append_events, bulk.sliced_rows(
-                (hash_, event.id, event.source, event.type, event.timestamp, received,
-                 event.payload) for hash_, event in zip(hashes, events, strict=True)))
+            driver.execute(self._append_events, bulk.join_sliced([
+                part.rows or event_rows(part.events, part.received) for part in parts]))
         except sqlite3.IntegrityError:  # an id in event_ids (see _UNLESS_MERGED)
             return None
         except BaseException:
@@ -185,8 +209,7 @@ class Ledger:
     def insert_events(self, connection: Connection, events: Sequence[Event],
                       received: float) -> tuple[list[bool], int]:
         """Store the events whose id is new; per event whether it was new, and the last seq."""
-        hashes = [event.key if event.key is not None or event.id is None else id_hash(event.id)
-                  for event in events]
+        hashes = [event_key(event) for event in events]
         before = _last_seq(connection)
         if self.bulk:
             return self._insert_new(connection, events, hashes, before, received)
