@@ -34,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
                       "scraping (default 3; quick 1)")
     size.add_argument("--batch-size", type=int, default=500,
                       help=f"events per request, a multiple of {workload.EPISODE_EVENTS}")
-    size.add_argument("--connections", type=int, default=4, help="concurrent connections")
+    size.add_argument("--connections", type=int, default=8, help="concurrent connections "
+                      "(each waits for its answer: a durable answer takes tens of ms)")
     size.add_argument("--agents", type=int, default=1000, help="live agents during ingest "
                       "and scrapes")
     size.add_argument("--scrapes", type=int, help="timed scrapes (default 200; quick 50)")

@@ -134,6 +134,7 @@ class _Worker:
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
         self.waiting: deque[asyncio.Future[Parsed]] = deque()
+        self.closing = False
         self.reader = asyncio.get_running_loop().create_task(self._read())
 
     async def parse(self, body: bytes, content_type: str, max_events: int,
@@ -161,7 +162,8 @@ class _Worker:
                     FRAME_HEADER.unpack(header)[0]))
                 self.waiting.popleft().set_result(parsed)
         except (asyncio.IncompleteReadError, ConnectionError, IndexError):
-            log.error("a parse worker exited; parsing in the server from now on")
+            if not self.closing:
+                log.error("a parse worker exited; parsing in the server from now on")
         finally:
             while self.waiting:
                 answer = self.waiting.popleft()
@@ -169,6 +171,7 @@ class _Worker:
                     answer.set_exception(WorkerGoneError("the parse worker exited"))
 
     async def close(self) -> None:
+        self.closing = True
         if self.process.stdin is not None:
             self.process.stdin.close()
         try:
