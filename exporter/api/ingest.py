@@ -160,7 +160,9 @@ class _Worker:
                 header = await stdout.readexactly(FRAME_HEADER.size)
                 parsed: Parsed = pickle.loads(await stdout.readexactly(
                     FRAME_HEADER.unpack(header)[0]))
-                self.waiting.popleft().set_result(parsed)
+                answer = self.waiting.popleft()
+                if not answer.done():  # cancelled: its body never fully reached the worker
+                    answer.set_result(parsed)
         except (asyncio.IncompleteReadError, ConnectionError, IndexError):
             if not self.closing:
                 log.error("a parse worker exited; parsing in the server from now on")
