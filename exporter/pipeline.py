@@ -217,17 +217,17 @@ class IngestPipeline:
         return batches
 
     def _write(self, batches: list[_Batch]) -> None:
-        events = [event for batch in batches for event in batch.events]
         started = time.perf_counter()
         with self._write_gate:
-            self._commit_group(batches, events, started)
+            self._commit_group(batches, started)
 
-    def _commit_group(self, batches: list[_Batch], events: list[Event], started: float) -> None:
+    def _commit_group(self, batches: list[_Batch], started: float) -> None:
         try:
             fresh, last_seq = self.ledger.write_events([
                 Part(batch.events, batch.received, batch.rows) for batch in batches])
         except Exception as error:  # any database failure: refuse, keep serving
-            log.exception("ledger write failed; %d events refused", len(events))
+            log.exception("ledger write failed; %d events refused",
+                          sum(len(batch.events) for batch in batches))
             self.telemetry.ledger_errors.labels("write").inc()
             self._refuse(batches, error)
             time.sleep(WRITE_RETRY_DELAY)

@@ -31,6 +31,9 @@ _LOOKUP: Final = ("SELECT keys.value, event_ids.seq FROM json_each(?) AS keys "
 # Sorted by SQLite, without the GIL: the run's pages are then written in order.
 _MERGE: Final = ("INSERT INTO event_ids (id_hash, seq) SELECT value->>0, value->>1 "
                  "FROM json_each(?) ORDER BY 1")
+# SQL true when the key (`{key}`) is merged: a statement that stores events without asking
+# `known` first tests each row with it (see `Ledger._append`).
+MERGED: Final = "EXISTS (SELECT 1 FROM main.event_ids WHERE event_ids.id_hash = {key})"
 _MARK: Final = ("INSERT INTO event_ids_merged (id, seq) VALUES (1, ?) "
                 "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq")
 
@@ -64,6 +67,11 @@ class IdSet:
             rows = connection.exec_driver_sql(_LOOKUP, (bulk.rows_parameter(rest),))
             found.update((row[0], row[1]) for row in rows)
         return found
+
+    def unseen_in_memory(self, hashes: list[int]) -> bool:
+        """No key repeats within `hashes`, and none is recent; merged keys are not looked at."""
+        recent = self.recent
+        return len(set(hashes)) == len(hashes) and not any(hash_ in recent for hash_ in hashes)
 
     def stage(self, keys: Iterable[tuple[int, int]]) -> None:
         """(hash, seq) stored by the open transaction."""

@@ -23,7 +23,7 @@ from exporter.budgets import window_start_day
 from exporter.config import Budget
 from exporter.events import Event, id_hash
 from exporter.ledger import bulk, schema
-from exporter.ledger.dedup import IdSet
+from exporter.ledger.dedup import MERGED, IdSet
 from exporter.series import LABEL_SEPARATOR, Histogram
 from exporter.state import (
     ENDED_MEMORY,
@@ -40,9 +40,8 @@ EntityT = TypeVar("EntityT", Agent, Task, Step)
 _IN_CHUNK: Final = 5_000
 # A NULL type fails the NOT NULL constraint, which undoes the whole statement: how the single
 # statement of `Ledger._append` refuses a group holding an id already merged into event_ids.
-_UNLESS_MERGED: Final = ("CASE WHEN EXISTS (SELECT 1 FROM main.event_ids "
-                         "WHERE event_ids.id_hash = value->>0) THEN NULL ELSE {value} END")
-_LAST_SEQ: Final = "SELECT coalesce(max(seq), 0) FROM events"
+_UNLESS_MERGED: Final = ("CASE WHEN " + MERGED.format(key="value->>0")
+                         + " THEN NULL ELSE {value} END")
 DAILY_COST_KEYS: Final = ("day", "source", "role", "model", "task_type", "workflow")
 EVENT_COLUMNS: Final = ("id_hash", "event_id", "source", "type", "ts", "received", "payload")
 DUPLICATES_KEY: Final = "orchestrator_exporter_events_duplicate_total" + LABEL_SEPARATOR
@@ -149,15 +148,15 @@ class Ledger:
         the general path decides event by event.
         """
         hashes = [event_key(event) for event in events]
-        keyed = [hash_ for hash_ in hashes if hash_ is not None]
-        recent = self._ids.recent
-        if len(set(keyed)) != len(keyed) or any(hash_ in recent for hash_ in keyed):
+        if not self._ids.unseen_in_memory([hash_ for hash_ in hashes if hash_ is not None]):
             return None
-        driver = self._writer_connection().connection.driver_connection
+        connection = self._writer_connection()
+        driver = connection.connection.driver_connection
         assert isinstance(driver, sqlite3.Connection)
         try:
             if self._last is None:
-                self._last = driver.execute(_LAST_SEQ).fetchone()[0]
+                self._last = _last_seq(connection)
+                connection.rollback()
             driver.execute(self._append_events, bulk.join_sliced([
                 part.rows or event_rows(part.events, part.received) for part in parts]))
         except sqlite3.IntegrityError:  # an id in event_ids (see _UNLESS_MERGED)
