@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
+import orjson
 from sqlalchemy import Connection
 
 from exporter.ledger import bulk
@@ -28,8 +29,12 @@ MERGE_MAX: Final = 500_000
 
 _LOOKUP: Final = ("SELECT keys.value, event_ids.seq FROM json_each(?) AS keys "
                   "JOIN main.event_ids ON event_ids.id_hash = keys.value")
-# Sorted by SQLite, without the GIL: the run's pages are then written in order.
-_MERGE: Final = ("INSERT INTO event_ids (id_hash, seq) SELECT value->>0, value->>1 "
+# Sorted by SQLite, without the GIL: the run's pages are then written in order. The keys come
+# as one JSON object {hash: seq}: SQLite reads an object's keys without parsing each pair as an
+# array (measured on 200k keys: 176 ms against 297 ms with `value->>0, value->>1`), and orjson
+# writes it from the dict itself (23 ms against 41 ms for a list of pairs). A hash is exact as
+# text, and CAST reads it back exactly.
+_MERGE: Final = ("INSERT INTO event_ids (id_hash, seq) SELECT CAST(key AS INTEGER), value "
                  "FROM json_each(?) ORDER BY 1")
 # SQL true when the key (`{key}`) is merged: a statement that stores events without asking
 # `known` first tests each row with it (see `Ledger._append`).
@@ -91,7 +96,8 @@ class IdSet:
             return False
         merged_seq = max(self.merged_seq, max(self.recent.values()))
         with connection.begin():
-            connection.exec_driver_sql(_MERGE, (bulk.rows_parameter(self.recent.items()),))
+            connection.exec_driver_sql(_MERGE, (orjson.dumps(self.recent,
+                                                             option=orjson.OPT_NON_STR_KEYS),))
             connection.exec_driver_sql(_MARK, (merged_seq,))
         self.merged_seq, self.recent = merged_seq, {}
         return True
