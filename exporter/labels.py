@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable
+from typing import Final, Generic, TypeVar
 
 OTHER: Final = "other"
 # Placeholders the exporter itself writes; they never use up a slot.
 RESERVED: Final = frozenset({OTHER, "unknown", "none", "unspecified", "default"})
+DerivedT = TypeVar("DerivedT")
+
 CAPPED_LABELS: Final = ("source", "role", "model", "task_type", "workflow", "step", "agent", "tool",
                         "error_type")
 
@@ -40,3 +43,26 @@ class LabelLimiter:
     def take_added(self) -> list[tuple[str, str]]:
         added, self.added = self.added, []
         return added
+
+
+class LabelSets(Generic[DerivedT]):
+    """The limited label values of one kind of series, and what a caller derives from them (the
+    tuples of its series, say): a combination seen before costs one dict lookup instead of a
+    `LabelLimiter.value` call per label. Only combinations with no value reported as `other`
+    are remembered, so every overflow is still counted; `derive` runs for every other one."""
+
+    def __init__(self, limiter: LabelLimiter, names: tuple[str, ...],
+                 derive: Callable[[tuple[str, ...]], DerivedT]) -> None:
+        self.limiter = limiter
+        self.names = names
+        self.derive = derive
+        self._seen: dict[tuple[str, ...], DerivedT] = {}
+
+    def get(self, raw: tuple[str, ...]) -> DerivedT:
+        found = self._seen.get(raw)
+        if found is None:
+            labels = tuple(map(self.limiter.value, self.names, raw))
+            found = self.derive(labels)
+            if labels == raw:
+                self._seen[raw] = found
+        return found

@@ -14,7 +14,7 @@ from typing import Final
 from exporter.budgets import BudgetTracker, epoch_day
 from exporter.config import Budget
 from exporter.events import TERMINAL_AGENT_STATUSES, TOKEN_TYPES, Event
-from exporter.labels import LabelLimiter
+from exporter.labels import LabelLimiter, LabelSets
 from exporter.pricing import NANO_PER_USD, PriceTable, usd_to_nano
 from exporter.series import CounterFamily, Histogram, HistogramFamily, split_key
 
@@ -98,6 +98,32 @@ class Step:
 AgentKey = tuple[str, str]
 StepKey = tuple[str, str, str]
 DailyKey = tuple[int, str, str, str, str, str]
+Labels = tuple[str, ...]
+
+USAGE_LABELS: Final = ("source", "role", "model", "task_type", "workflow")
+STEP_LABELS: Final = ("source", "workflow", "step", "agent")
+TOOL_LABELS: Final = ("source", "role", "tool")
+STEP_END_STATUSES: Final = ("completed", "failed", "skipped", "cancelled")
+
+
+def _usage_series(labels: Labels) -> tuple[Labels, tuple[Labels, ...]]:
+    """The cost series and the token series, one per token type."""
+    return labels, tuple((*labels, token_type) for token_type in TOKEN_TYPES)
+
+
+def _outcome_series(labels: Labels) -> tuple[Labels, dict[str, Labels]]:
+    return labels, {outcome: (*labels, outcome) for outcome in ("success", "error")}
+
+
+@dataclass(slots=True)
+class _StepSeries:
+    labels: Labels
+    by_status: dict[str, Labels]
+    touched: bool = False  # its series exist (at 0 if never increased)
+
+
+def _step_series(labels: Labels) -> _StepSeries:
+    return _StepSeries(labels, {status: (*labels, status) for status in STEP_END_STATUSES})
 
 
 @dataclass(slots=True)
@@ -225,6 +251,11 @@ class FleetState:
         self._dirty_steps: dict[StepKey, Step] = {}
         self._daily_cost: dict[DailyKey, int] = {}
         self._handlers: dict[str, Callable[[Event], None]] = self._build_handlers()
+        # The series of frequent label combinations, found with one lookup (labels.LabelSets).
+        self._usage_series = LabelSets(limiter, USAGE_LABELS, _usage_series)
+        self._tool_series = LabelSets(limiter, TOOL_LABELS, _outcome_series)
+        self._step_series = LabelSets(limiter, STEP_LABELS, _step_series)
+        self._role_labels = LabelSets(limiter, ("source", "role"), lambda labels: labels)
 
     # -- applying events ---------------------------------------------------------------------
 
@@ -275,7 +306,8 @@ class FleetState:
         return agent
 
     def _count_agent(self, agent: Agent, delta: int) -> None:
-        key = (self._label("source", agent.source), self._label("role", agent.role), agent.status)
+        source, role = self._role_labels.get((agent.source, agent.role))
+        key = (source, role, agent.status)
         self.agent_counts[key] = self.agent_counts.get(key, 0) + delta
 
     def _agent_created(self, event: Event) -> None:
@@ -319,11 +351,6 @@ class FleetState:
         else:
             self.live.pop(key, None)
 
-    def _usage_labels(self, agent: Agent, model: str) -> tuple[str, str, str, str, str]:
-        label = self._label
-        return (label("source", agent.source), label("role", agent.role), label("model", model),
-                label("task_type", agent.task_type), label("workflow", agent.workflow))
-
     def _agent_usage(self, event: Event) -> None:
         fields = event.fields
         agent = self._agent(event.source, fields["agent_id"], event.timestamp)
@@ -336,14 +363,15 @@ class FleetState:
         cache_creation = fields.get("cache_creation_tokens", 0)
         cost = self._cost_nano(event, model, input_tokens, output_tokens, cache_read,
                                cache_creation)
-        labels = self._usage_labels(agent, model)
+        labels, token_series = self._usage_series.get(
+            (agent.source, agent.role, model, agent.task_type, agent.workflow))
         families = self.families
         if cost:
             families.cost.inc(labels, cost)
         counts = (input_tokens, output_tokens, cache_read, cache_creation)
-        for token_type, count in zip(TOKEN_TYPES, counts, strict=True):
+        for series, count in zip(token_series, counts, strict=True):
             if count:
-                families.tokens.inc((*labels, token_type), count)
+                families.tokens.inc(series, count)
         agent.cost_nano += cost
         agent.tokens += input_tokens + output_tokens + cache_read + cache_creation
         if "context_tokens" in fields:
@@ -372,17 +400,17 @@ class FleetState:
         day_key = (epoch_day(timestamp), agent.source, agent.role, model, agent.task_type,
                    agent.workflow)
         self._daily_cost[day_key] = self._daily_cost.get(day_key, 0) + cost
-        self.budgets.add(timestamp, {"role": agent.role, "model": model,
-                                     "task_type": agent.task_type,
-                                     "workflow": agent.workflow}, cost)
+        if self.budgets.budgets:
+            self.budgets.add(timestamp, {"role": agent.role, "model": model,
+                                         "task_type": agent.task_type,
+                                         "workflow": agent.workflow}, cost)
 
     def _agent_tool_call(self, event: Event) -> None:
         fields = event.fields
         agent = self._agent(event.source, fields["agent_id"], event.timestamp)
-        labels = (self._label("source", event.source), self._label("role", agent.role),
-                  self._label("tool", fields["tool"]))
-        self.families.tool_calls.inc((*labels, fields["outcome"]))
-        self.families.tool_calls.touch((*labels, "error"))
+        labels, by_outcome = self._tool_series.get((event.source, agent.role, fields["tool"]))
+        self.families.tool_calls.inc(by_outcome[fields["outcome"]])
+        self.families.tool_calls.touch(by_outcome["error"])
         if "duration_seconds" in fields:
             self.families.tool_duration.observe(labels, fields["duration_seconds"])
         if fields["outcome"] == "error":
@@ -543,12 +571,14 @@ class FleetState:
     def _step_event(self, event: Event) -> None:
         step, workflow = self._step(event)
         kind = event.type.partition(".")[2]
-        labels = (self._label("source", step.source), self._label("workflow", workflow),
-                  self._label("step", step.step), self._label("agent", step.agent))
+        series = self._step_series.get((step.source, workflow, step.step, step.agent))
+        labels = series.labels
         if kind in ("started", "retried"):
-            self.families.step_retries.touch(labels)
-            for status in ("completed", "failed", "skipped", "cancelled"):
-                self.families.steps.touch((*labels, status))
+            if not series.touched:
+                self.families.step_retries.touch(labels)
+                for ended in series.by_status.values():
+                    self.families.steps.touch(ended)
+                series.touched = True
             if kind == "retried":
                 step.retries += 1
                 self.families.step_retries.inc(labels)
@@ -558,7 +588,7 @@ class FleetState:
             return
         step.status = kind
         step.ended_at = event.timestamp
-        self.families.steps.inc((*labels, kind))
+        self.families.steps.inc(series.by_status[kind])
         if kind in ("completed", "failed") and step.started_at is not None:
             self.families.step_duration.observe(labels,
                                                 max(0.0, event.timestamp - step.started_at))
