@@ -270,9 +270,14 @@ class IngestPipeline:
     def _apply(self, group: _Committed) -> None:
         state = self.state
         with self.lock:
-            fresh = iter(group.fresh)
+            offset = 0
             for batch in group.batches:
-                for event, is_new in zip(batch.events, fresh):  # noqa: B905 (shared iterator)
+                fresh = group.fresh[offset:offset + len(batch.events)]
+                offset += len(fresh)
+                if all(fresh):
+                    state.apply_all(batch.events)
+                    continue
+                for event, is_new in zip(batch.events, fresh, strict=True):
                     if is_new:
                         state.apply(event)
                     else:

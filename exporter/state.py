@@ -7,7 +7,7 @@ from those rows at start, so counters continue exactly where they were.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -262,6 +262,18 @@ class FleetState:
     def apply(self, event: Event) -> None:
         self._handlers[event.type](event)
         self.families.accepted.inc((event.type,))
+
+    def apply_all(self, events: Iterable[Event]) -> None:
+        """`apply` each event; the accepted counter moves once per event type."""
+        handlers = self._handlers
+        accepted: dict[str, int] = {}
+        try:
+            for event in events:
+                handlers[event.type](event)
+                accepted[event.type] = accepted.get(event.type, 0) + 1
+        finally:
+            for event_type, count in accepted.items():
+                self.families.accepted.inc((event_type,), count)
 
     def count_duplicate(self, event_type: str) -> None:
         # Not marked dirty: the ledger adds duplicates in the commit that acknowledges them.
