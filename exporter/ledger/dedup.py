@@ -14,7 +14,7 @@ when a write transaction commits, and is refilled at start from the events after
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final
+from typing import Final, cast
 
 import orjson
 from sqlalchemy import Connection
@@ -73,10 +73,22 @@ class IdSet:
             found.update((row[0], row[1]) for row in rows)
         return found
 
-    def unseen_in_memory(self, hashes: list[int]) -> bool:
-        """No key repeats within `hashes`, and none is recent; merged keys are not looked at."""
-        recent = self.recent
-        return len(set(hashes)) == len(hashes) and not any(hash_ in recent for hash_ in hashes)
+    def unseen_in_memory(self, hashes: list[int | None]) -> bool:
+        """No key repeats within `hashes`, and none is recent; merged keys are not looked at,
+        nor events without one (None)."""
+        keyed = set(hashes)
+        keyed.discard(None)
+        return len(keyed) == len(hashes) - hashes.count(None) \
+            and self.recent.keys().isdisjoint(keyed)
+
+    def remember(self, hashes: list[int | None], first_seq: int) -> None:
+        """Keys just committed at consecutive seqs from `first_seq` (None: an event without id)."""
+        seqs = range(first_seq, first_seq + len(hashes))
+        if None in hashes:
+            self.recent.update((hash_, seq) for hash_, seq in zip(hashes, seqs, strict=True)
+                               if hash_ is not None)
+        else:  # the common case, iterated in C
+            self.recent.update(zip(cast("list[int]", hashes), seqs, strict=True))
 
     def stage(self, keys: Iterable[tuple[int, int]]) -> None:
         """(hash, seq) stored by the open transaction."""

@@ -56,6 +56,13 @@ def event_key(event: Event) -> int | None:
     return event.key if event.key is not None or event.id is None else id_hash(event.id)
 
 
+def event_keys(events: Sequence[Event]) -> list[int | None]:
+    keys = [event.key for event in events]
+    if None in keys:  # no id, or an Event built without validation (its key not computed)
+        return [event_key(event) for event in events]
+    return keys
+
+
 def event_rows(events: Iterable[Event], received: float) -> PreparedRows:
     """The events' rows for SQLite. Made where the events are validated (a parse worker, for
     HTTP batches): the writer, which holds the GIL that the applier and the event loop need,
@@ -148,8 +155,8 @@ class Ledger:
         None when an id may be known: the statement then failed whole, nothing was stored, and
         the general path decides event by event.
         """
-        hashes = [event_key(event) for event in events]
-        if not self._ids.unseen_in_memory([hash_ for hash_ in hashes if hash_ is not None]):
+        hashes = event_keys(events)
+        if not self._ids.unseen_in_memory(hashes):
             return None
         connection = self._writer_connection()
         driver = connection.connection.driver_connection
@@ -167,9 +174,7 @@ class Ledger:
             self._drop_writer()
             raise
         before, self._last = self._last, self._last + len(events)
-        self._ids.stage((hash_, seq) for seq, hash_ in enumerate(hashes, start=before + 1)
-                        if hash_ is not None)
-        self._ids.commit()
+        self._ids.remember(hashes, before + 1)
         self._ids.merge_if_due(self._writer_connection())
         return [True] * len(events), self._last
 
