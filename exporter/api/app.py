@@ -44,7 +44,9 @@ def create_app(exporter: Exporter, *, admin_token: str) -> FastAPI:
     install_error_handlers(app)
     expected = admin_token.encode()
 
-    def require_token(request: Request) -> None:
+    # async: a plain def would run in a thread of the pool for every request, waiting for the
+    # GIL twice (there and back) while the applier and the writer hold it.
+    async def require_token(request: Request) -> None:
         header = request.headers.get("authorization", "")
         scheme, _, supplied = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(supplied.encode(), expected):
