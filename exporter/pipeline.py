@@ -18,6 +18,7 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Final
@@ -270,36 +271,41 @@ class IngestPipeline:
     def _apply(self, group: _Committed) -> None:
         state = self.state
         with self.lock:
-            offset = 0
-            for batch in group.batches:
-                fresh = group.fresh[offset:offset + len(batch.events)]
-                offset += len(fresh)
+            for batch, fresh in self._per_batch(group):
                 if all(fresh):
                     state.apply_all(batch.events)
-                    continue
-                for event, is_new in zip(batch.events, fresh, strict=True):
-                    if is_new:
-                        state.apply(event)
-                    else:
-                        state.count_duplicate(event.type)
+                else:
+                    for event, is_new in zip(batch.events, fresh, strict=True):
+                        if is_new:
+                            state.apply(event)
+                        else:
+                            state.count_duplicate(event.type)
+                # Answered at once, not after the group: a scrape waits for the lock anyway.
+                self._answer_batch(batch, sum(fresh))
             self._applied_seq = max(self._applied_seq, group.last_seq)
-        self._answer(group)
 
-    def _answer(self, group: _Committed) -> None:
+    @staticmethod
+    def _per_batch(group: _Committed) -> Iterator[tuple[_Batch, list[bool]]]:
         offset = 0
         for batch in group.batches:
-            count = len(batch.events)
-            accepted = sum(group.fresh[offset:offset + count])
-            offset += count
-            if batch.future is None:
-                with self._space:
-                    self._applied += count
-                    self._space.notify_all()
-                continue
-            self.telemetry.batch_duration.observe(time.perf_counter() - batch.queued)
-            batch.future.set_result(IngestResult(accepted, count - accepted))
-            with self._wake:
-                self._pending -= count
+            yield batch, group.fresh[offset:offset + len(batch.events)]
+            offset += len(batch.events)
+
+    def _answer(self, group: _Committed) -> None:
+        for batch, fresh in self._per_batch(group):
+            self._answer_batch(batch, sum(fresh))
+
+    def _answer_batch(self, batch: _Batch, accepted: int) -> None:
+        count = len(batch.events)
+        if batch.future is None:
+            with self._space:
+                self._applied += count
+                self._space.notify_all()
+            return
+        self.telemetry.batch_duration.observe(time.perf_counter() - batch.queued)
+        batch.future.set_result(IngestResult(accepted, count - accepted))
+        with self._wake:
+            self._pending -= count
 
     def _prepare_checkpoint(self) -> list[RowGroup]:
         """Called under the state lock: the rows of the state as of `_applied_seq`."""
