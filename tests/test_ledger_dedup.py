@@ -77,6 +77,16 @@ def test_keys_are_known_in_memory_after_a_merge_and_after_a_restart(engine: Engi
     restarted.close()
 
 
+def test_the_first_write_after_a_restart_knows_the_keys_in_memory(engine: Engine):
+    ledger = _ledger(engine, merge_min=1_000)
+    assert _insert(ledger, ["r1", "r2"]) == [True, True]
+    ledger.close()
+    restarted = _ledger(engine, merge_min=1_000)
+    assert _insert(restarted, ["r1", "r3"]) == [False, True]
+    assert _count(engine, "events") == 3
+    restarted.close()
+
+
 def test_new_ids_take_one_statement_and_known_ones_the_general_path(
         engine: Engine, monkeypatch: pytest.MonkeyPatch):
     ledger = _ledger(engine, merge_min=4)

@@ -155,10 +155,10 @@ class Ledger:
         None when an id may be known: the statement then failed whole, nothing was stored, and
         the general path decides event by event.
         """
+        connection = self._writer_connection()  # first: it loads the recent keys
         hashes = event_keys(events)
         if not self._ids.unseen_in_memory(hashes):
             return None
-        connection = self._writer_connection()
         driver = connection.connection.driver_connection
         assert isinstance(driver, sqlite3.Connection)
         try:
