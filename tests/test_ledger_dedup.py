@@ -49,9 +49,9 @@ def engine(tmp_path: Path) -> Engine:
     return engine
 
 
-def _ledger(engine: Engine, merge_min: int = 10) -> Ledger:
+def _ledger(engine: Engine, merge_min: int = 10, merge_chunk: int = 1_000) -> Ledger:
     ledger = Ledger(engine)
-    ledger._ids = IdSet(merge_min=merge_min)
+    ledger._ids = IdSet(merge_min=merge_min, merge_chunk=merge_chunk)
     return ledger
 
 
@@ -84,6 +84,36 @@ def test_the_first_write_after_a_restart_knows_the_keys_in_memory(engine: Engine
     restarted = _ledger(engine, merge_min=1_000)
     assert _insert(restarted, ["r1", "r3"]) == [False, True]
     assert _count(engine, "events") == 3
+    restarted.close()
+
+
+def test_a_merge_in_parts_keeps_every_key_known_even_when_cut_short(engine: Engine):
+    ledger = _ledger(engine, merge_min=40, merge_chunk=8)
+    first = [f"m{i}" for i in range(40)]
+    assert _insert(ledger, first) == [True] * 40  # due: 40 keys in 8 key ranges (40 // 8 -> 8)
+    parts = len(ledger._ids._parts) + 1  # one part is written after the group
+    assert 5 <= parts <= 8
+    assert 0 < _count(engine, "event_ids") < 40
+    # While the merge is under way, every key is known, merged or not, on both paths.
+    assert _insert(ledger, ["m3", "x1", "m39"]) == [False, True, False]
+    assert _insert(ledger, ["x2", "x1"]) == [True, False]
+    with engine.connect() as connection:
+        merged_seq = connection.execute(text("SELECT seq FROM event_ids_merged")).scalar()
+    assert not merged_seq  # not done: a restart reads every key again from the events
+    ledger.close()
+
+    restarted = _ledger(engine, merge_min=40, merge_chunk=8)
+    # 43 keys in memory again: the merge starts over; the parts written before are skipped.
+    assert _insert(restarted, ["m0", "x2", "y1"]) == [False, False, True]
+    for number in range(8):
+        assert _insert(restarted, [f"z{number}"]) == [True]
+    assert _count(engine, "event_ids") == 43
+    with engine.connect() as connection:
+        known = restarted._ids.known(connection, [id_hash(event_id) for event_id in first])
+        stored = dict(connection.execute(text("SELECT id_hash, seq FROM event_ids")).all())
+    assert known == {id_hash(event_id): seq for seq, event_id in enumerate(first, start=1)}
+    assert all(stored[key] == seq for key, seq in known.items())
+    assert restarted._ids.merging == {} and restarted._ids.merged_seq > 40
     restarted.close()
 
 

@@ -9,6 +9,12 @@ A group's keys are looked up in `event_ids` by one join in SQLite, without the G
 
 The dict is the writer's alone (the ledger has one writing process, documented), changes only
 when a write transaction commits, and is refilled at start from the events after the last merge.
+
+A merge of 200k keys takes SQLite about 300 ms, during which no event could be written, and every
+request in flight waited. So a merge is split by key range into parts of about `MERGE_CHUNK`
+keys, one part after each write, each touching only its range's pages; the keys stay in memory
+until the last part marks the merge done. After a crash in between, the parts already written
+are merged again, harmlessly (their keys are skipped).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from exporter.ledger import bulk
 MERGE_MIN: Final = 200_000
 MERGE_FRACTION: Final = 8
 MERGE_MAX: Final = 500_000
+# Keys per part of a merge: about 20 ms of SQLite after one write.
+MERGE_CHUNK: Final = 16_384
 
 _LOOKUP: Final = ("SELECT keys.value, event_ids.seq FROM json_each(?) AS keys "
                   "JOIN main.event_ids ON event_ids.id_hash = keys.value")
@@ -35,7 +43,7 @@ _LOOKUP: Final = ("SELECT keys.value, event_ids.seq FROM json_each(?) AS keys "
 # writes it from the dict itself (23 ms against 41 ms for a list of pairs). A hash is exact as
 # text, and CAST reads it back exactly.
 _MERGE: Final = ("INSERT INTO event_ids (id_hash, seq) SELECT CAST(key AS INTEGER), value "
-                 "FROM json_each(?) ORDER BY 1")
+                 "FROM json_each(?) WHERE true ORDER BY 1 ON CONFLICT (id_hash) DO NOTHING")
 # SQL true when the key (`{key}`) is merged: a statement that stores events without asking
 # `known` first tests each row with it (see `Ledger._append`).
 MERGED: Final = "EXISTS (SELECT 1 FROM main.event_ids WHERE event_ids.id_hash = {key})"
@@ -47,9 +55,14 @@ class IdSet:
     """The stored keys as the writer sees them: `load` once, then per write transaction
     `known`, `stage`, and `commit` or `discard`; `merge_if_due` between transactions."""
 
-    def __init__(self, *, merge_min: int = MERGE_MIN) -> None:
+    def __init__(self, *, merge_min: int = MERGE_MIN, merge_chunk: int = MERGE_CHUNK) -> None:
         self.merge_min = merge_min
+        self.merge_chunk = merge_chunk
         self.recent: dict[int, int] = {}
+        # The keys of a merge under way (also in memory until it is done), and its parts left.
+        self.merging: dict[int, int] = {}
+        self._parts: list[dict[int, int]] = []
+        self._merging_seq = 0
         self.merged_seq = 0
         self._staged: list[tuple[int, int]] = []
 
@@ -61,12 +74,14 @@ class IdSet:
             "SELECT id_hash, seq FROM events WHERE seq > ? AND id_hash IS NOT NULL",
             (self.merged_seq,))
         self.recent = {row[0]: row[1] for row in rows}
+        self.merging, self._parts = {}, []
         connection.rollback()
 
     def known(self, connection: Connection, hashes: list[int]) -> dict[int, int]:
         """The seq of each of `hashes` already stored."""
-        recent = self.recent
+        recent, merging = self.recent, self.merging
         found = {hash_: recent[hash_] for hash_ in hashes if hash_ in recent}
+        found.update((hash_, merging[hash_]) for hash_ in hashes if hash_ in merging)
         rest = [hash_ for hash_ in set(hashes) if hash_ not in found]
         if rest:
             rows = connection.exec_driver_sql(_LOOKUP, (bulk.rows_parameter(rest),))
@@ -79,7 +94,7 @@ class IdSet:
         keyed = set(hashes)
         keyed.discard(None)
         return len(keyed) == len(hashes) - hashes.count(None) \
-            and self.recent.keys().isdisjoint(keyed)
+            and self.recent.keys().isdisjoint(keyed) and self.merging.keys().isdisjoint(keyed)
 
     def remember(self, hashes: list[int | None], first_seq: int) -> None:
         """Keys just committed at consecutive seqs from `first_seq` (None: an event without id)."""
@@ -102,14 +117,30 @@ class IdSet:
         self._staged.clear()
 
     def merge_if_due(self, connection: Connection) -> bool:
-        """Write the recent keys into `event_ids` in one sorted pass when enough have gathered."""
-        due = min(MERGE_MAX, max(self.merge_min, self.merged_seq // MERGE_FRACTION))
-        if len(self.recent) < due:
-            return False
-        merged_seq = max(self.merged_seq, max(self.recent.values()))
+        """Write the next part of a merge under way, or start one when enough keys gathered."""
+        if not self._parts:
+            due = min(MERGE_MAX, max(self.merge_min, self.merged_seq // MERGE_FRACTION))
+            if len(self.recent) < due:
+                return False
+            self._start_merge()
+        part, last = self._parts[-1], len(self._parts) == 1
         with connection.begin():
-            connection.exec_driver_sql(_MERGE, (orjson.dumps(self.recent,
+            connection.exec_driver_sql(_MERGE, (orjson.dumps(part,
                                                              option=orjson.OPT_NON_STR_KEYS),))
-            connection.exec_driver_sql(_MARK, (merged_seq,))
-        self.merged_seq, self.recent = merged_seq, {}
+            if last:
+                connection.exec_driver_sql(_MARK, (self._merging_seq,))
+        self._parts.pop()  # only once written: a failed part is retried after `load`
+        if last:
+            self.merged_seq, self.merging = self._merging_seq, {}
         return True
+
+    def _start_merge(self) -> None:
+        """Split the recent keys by range into 2**bits parts of about `merge_chunk` keys."""
+        self.merging, self.recent = self.recent, {}
+        self._merging_seq = max(self.merged_seq, max(self.merging.values()))
+        bits = (len(self.merging) // self.merge_chunk).bit_length()
+        parts: list[dict[int, int]] = [{} for _ in range(1 << bits)]
+        shift, offset = 64 - bits, 1 << 63  # the top bits of the hash as unsigned
+        for hash_, seq in self.merging.items():
+            parts[(hash_ + offset) >> shift][hash_] = seq
+        self._parts = [part for part in reversed(parts) if part]  # taken from the end: in order
