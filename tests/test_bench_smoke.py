@@ -50,3 +50,22 @@ def test_bench_reports_every_measurement_with_its_baseline(tmp_path: Path) -> No
     assert results["memory"]["accepted_after_restart"] == results["memory"]["events"]
     assert all(len(phase["load"]) == 2 for phase in (
         results["ingest"], results["metrics"], results["callback"], results["memory"]))
+
+
+def test_ab_loads_each_checkout_in_turn_and_reports_a_ratio_to_the_first() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.ab", "--slice-events", "500", "--slices", "2",
+         "--agents", "10", str(REPOSITORY), f"{REPOSITORY}:EXPORTER_PARSE_WORKERS=0"],
+        cwd=REPOSITORY, capture_output=True, text=True, timeout=180, check=False)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines[:2]] == ["slice 1", "slice 2"]
+    summaries = lines[2:]
+    assert len(summaries) == 2
+    assert summaries[0].startswith(f"{REPOSITORY}: median ")
+    assert "ratio to the first: median 1.000 (from 1.000 to 1.000)" in summaries[0]
+    assert summaries[1].startswith(f"{REPOSITORY}:EXPORTER_PARSE_WORKERS=0: median ")
+    rejected = subprocess.run([sys.executable, "-m", "bench.ab", str(REPOSITORY), "/nonexistent"],
+                              cwd=REPOSITORY, capture_output=True, text=True, timeout=60,
+                              check=False)
+    assert rejected.returncode == 2 and "holds no exporter package" in rejected.stderr
