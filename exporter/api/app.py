@@ -9,11 +9,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request, Response
-from fastapi.responses import ORJSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from exporter import __version__
-from exporter.api.errors import ApiError, install_error_handlers, request_id
+from exporter.api.errors import ApiError, JSONResponse, install_error_handlers, request_id
 from exporter.api.ingest import BodyParser, read_body
 from exporter.events import Event, json_schema
 from exporter.ledger.store import PreparedRows
@@ -40,7 +39,7 @@ def create_app(exporter: Exporter, *, admin_token: str) -> FastAPI:
             await parser.close()
 
     app = FastAPI(title="orchestrator-exporter", version=__version__,
-                  default_response_class=ORJSONResponse, lifespan=lifespan)
+                  default_response_class=JSONResponse, lifespan=lifespan)
     install_error_handlers(app)
     expected = admin_token.encode()
 
@@ -92,7 +91,7 @@ def create_app(exporter: Exporter, *, admin_token: str) -> FastAPI:
             exporter.telemetry.ledger_errors.labels("read").inc()
             raise ApiError(503, "ledger_unavailable", "the ledger does not answer",
                            [{"reason": str(error)}]) from None
-        return ORJSONResponse({"status": "ready"}, headers={"X-Request-ID": request_id(request)})
+        return JSONResponse({"status": "ready"}, headers={"X-Request-ID": request_id(request)})
 
     return app
 

@@ -6,12 +6,21 @@ import logging
 import uuid
 from typing import Any
 
-from fastapi import FastAPI, Request
+import orjson
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
+
+
+class JSONResponse(Response):
+    """JSON rendered by orjson (FastAPI 0.165 deprecates its own JSONResponse)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 class ApiError(Exception):
@@ -39,35 +48,35 @@ def request_id(request: Request) -> str:
 
 def error_response(request: Request, status: int, code: str, message: str,
                    details: list[Any] | None = None,
-                   headers: dict[str, str] | None = None) -> ORJSONResponse:
+                   headers: dict[str, str] | None = None) -> JSONResponse:
     rid = request_id(request)
     body = {"code": code, "message": message, "details": details or [], "request_id": rid}
-    return ORJSONResponse(body, status_code=status,
+    return JSONResponse(body, status_code=status,
                           headers={**(headers or {}), "X-Request-ID": rid})
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Route every failure, ours or the framework's, through `error_response`."""
 
-    async def api_error(request: Request, error: Exception) -> ORJSONResponse:
+    async def api_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, ApiError)
         return error_response(request, error.status, error.code, error.message, error.details,
                               error.headers)
 
-    async def http_error(request: Request, error: Exception) -> ORJSONResponse:
+    async def http_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         return error_response(request, error.status_code, code, str(error.detail),
                               headers=dict(error.headers or {}))
 
-    async def validation_error(request: Request, error: Exception) -> ORJSONResponse:
+    async def validation_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
         details = [{"field": ".".join(str(part) for part in item["loc"]), "reason": item["msg"]}
                    for item in error.errors()]
         return error_response(request, 422, "invalid_request", "the request is invalid",
                               details)
 
-    async def unexpected(request: Request, error: Exception) -> ORJSONResponse:
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(request, 500, "internal_error", "an unexpected error occurred")
 
