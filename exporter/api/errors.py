@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 class JSONResponse(Response):
-    """JSON rendered by orjson (FastAPI 0.165 deprecates its own JSONResponse)."""
+    """JSON rendered by orjson (FastAPI 0.165 deprecates its own ORJSONResponse)."""
 
     media_type = "application/json"
 
