@@ -366,15 +366,20 @@ def id_hash(event_id: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+def _seal(event: Event, raw: object) -> None:
+    """What the ledger keeps of a valid event: its raw JSON and the hash of its id."""
+    event.payload = orjson.dumps(raw)
+    if event.id is not None:
+        event.key = id_hash(event.id)
+
+
 def validate_one(raw: object, received: float) -> Event:
     """Validate one event; raise ValueError naming the field and the reason."""
     try:
         event = _normalize(raw, received)
     except _InvalidFieldError as invalid:
         raise ValueError(f"{invalid.field_name or 'event'}: {invalid.reason}") from None
-    event.payload = orjson.dumps(raw)
-    if event.id is not None:
-        event.key = id_hash(event.id)
+    _seal(event, raw)
     return event
 
 
@@ -388,11 +393,8 @@ def validate_batch(raws: list[Any], received: float) -> tuple[list[Event], list[
         except _InvalidFieldError as invalid:
             problems.append(Problem(index, invalid.field_name, invalid.reason))
     if not problems:
-        dumps = orjson.dumps
         for event, raw in zip(events, raws, strict=True):
-            event.payload = dumps(raw)
-            if event.id is not None:
-                event.key = id_hash(event.id)
+            _seal(event, raw)
     return events, problems
 
 

@@ -73,7 +73,6 @@ class PriceTable:
         return found
 
 
-
 def parse_prices(entries: Mapping[str, object]) -> dict[str, Price]:
     return {str(model): _price_from_mapping(str(model), entry)
             for model, entry in entries.items()}

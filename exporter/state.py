@@ -100,9 +100,6 @@ StepKey = tuple[str, str, str]
 DailyKey = tuple[int, str, str, str, str, str]
 Labels = tuple[str, ...]
 
-USAGE_LABELS: Final = ("source", "role", "model", "task_type", "workflow")
-STEP_LABELS: Final = ("source", "workflow", "step", "agent")
-TOOL_LABELS: Final = ("source", "role", "tool")
 STEP_END_STATUSES: Final = ("completed", "failed", "skipped", "cancelled")
 
 
@@ -252,9 +249,11 @@ class FleetState:
         self._daily_cost: dict[DailyKey, int] = {}
         self._handlers: dict[str, Callable[[Event], None]] = self._build_handlers()
         # The series of frequent label combinations, found with one lookup (labels.LabelSets).
-        self._usage_series = LabelSets(limiter, USAGE_LABELS, _usage_series)
-        self._tool_series = LabelSets(limiter, TOOL_LABELS, _outcome_series)
-        self._step_series = LabelSets(limiter, STEP_LABELS, _step_series)
+        families = self.families
+        self._usage_series = LabelSets(limiter, families.cost.labelnames, _usage_series)
+        self._tool_series = LabelSets(limiter, families.tool_duration.labelnames,
+                                      _outcome_series)
+        self._step_series = LabelSets(limiter, families.step_retries.labelnames, _step_series)
         self._role_labels = LabelSets(limiter, ("source", "role"), lambda labels: labels)
 
     # -- applying events ---------------------------------------------------------------------

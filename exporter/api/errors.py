@@ -52,7 +52,7 @@ def error_response(request: Request, status: int, code: str, message: str,
     rid = request_id(request)
     body = {"code": code, "message": message, "details": details or [], "request_id": rid}
     return JSONResponse(body, status_code=status,
-                          headers={**(headers or {}), "X-Request-ID": rid})
+                        headers={**(headers or {}), "X-Request-ID": rid})
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -165,7 +165,8 @@ class _Worker:
                     answer.set_result(parsed)
         except (asyncio.IncompleteReadError, ConnectionError, IndexError):
             if not self.closing:
-                log.error("a parse worker exited; parsing in the server from now on")
+                log.error("a parse worker exited; its bodies go to the others, or are parsed "
+                          "in the server when none is left")
         finally:
             while self.waiting:
                 answer = self.waiting.popleft()

@@ -19,7 +19,7 @@ are merged again, harmlessly (their keys are skipped).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Final, cast
 
 import orjson
@@ -89,25 +89,22 @@ class IdSet:
         return found
 
     def unseen_in_memory(self, hashes: list[int | None]) -> bool:
-        """No key repeats within `hashes`, and none is recent; merged keys are not looked at,
-        nor events without one (None)."""
+        """No key repeats within `hashes`, and none is in memory; merged keys are not looked
+        at, nor events without one (None)."""
         keyed = set(hashes)
         keyed.discard(None)
         return len(keyed) == len(hashes) - hashes.count(None) \
             and self.recent.keys().isdisjoint(keyed) and self.merging.keys().isdisjoint(keyed)
 
-    def remember(self, hashes: list[int | None], first_seq: int) -> None:
-        """Keys just committed at consecutive seqs from `first_seq` (None: an event without id)."""
+    def stage(self, hashes: Sequence[int | None], first_seq: int) -> None:
+        """Keys stored by the open transaction at consecutive seqs from `first_seq` (None: an
+        event without id)."""
         seqs = range(first_seq, first_seq + len(hashes))
         if None in hashes:
-            self.recent.update((hash_, seq) for hash_, seq in zip(hashes, seqs, strict=True)
-                               if hash_ is not None)
+            self._staged.extend((hash_, seq) for hash_, seq in zip(hashes, seqs, strict=True)
+                                if hash_ is not None)
         else:  # the common case, iterated in C
-            self.recent.update(zip(cast("list[int]", hashes), seqs, strict=True))
-
-    def stage(self, keys: Iterable[tuple[int, int]]) -> None:
-        """(hash, seq) stored by the open transaction."""
-        self._staged.extend(keys)
+            self._staged.extend(zip(cast("Sequence[int]", hashes), seqs, strict=True))
 
     def commit(self) -> None:
         self.recent.update(self._staged)

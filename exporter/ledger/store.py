@@ -63,12 +63,17 @@ def event_keys(events: Sequence[Event]) -> list[int | None]:
     return keys
 
 
+def _event_row(event: Event, received: float) -> tuple[Any, ...]:
+    """An event's values in `EVENT_COLUMNS` order."""
+    return (event_key(event), event.id, event.source, event.type, event.timestamp, received,
+            event.payload)
+
+
 def event_rows(events: Iterable[Event], received: float) -> PreparedRows:
     """The events' rows for SQLite. Made where the events are validated (a parse worker, for
     HTTP batches): the writer, which holds the GIL that the applier and the event loop need,
     then only joins the rows of a group's batches."""
-    return bulk.sliced_rows((event_key(event), event.id, event.source, event.type,
-                             event.timestamp, received, event.payload) for event in events)
+    return bulk.sliced_rows(_event_row(event, received) for event in events)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,8 +179,9 @@ class Ledger:
             self._drop_writer()
             raise
         before, self._last = self._last, self._last + len(events)
-        self._ids.remember(hashes, before + 1)
-        self._ids.merge_if_due(self._writer_connection())
+        self._ids.stage(hashes, before + 1)
+        self._ids.commit()
+        self._ids.merge_if_due(connection)
         return [True] * len(events), self._last
 
     @contextmanager
@@ -214,13 +220,12 @@ class Ledger:
     def insert_events(self, connection: Connection, events: Sequence[Event],
                       received: float) -> tuple[list[bool], int]:
         """Store the events whose id is new; per event whether it was new, and the last seq."""
-        hashes = [event_key(event) for event in events]
+        hashes = event_keys(events)
         before = _last_seq(connection)
         if self.bulk:
             return self._insert_new(connection, events, hashes, before, received)
         result = connection.exec_driver_sql(self._insert_events, [
-            (hash_, event.id, event.source, event.type, event.timestamp, received,
-             event.payload) for hash_, event in zip(hashes, events, strict=True)])
+            _event_row(event, received) for event in events])
         if self._exact_rowcount and result.rowcount == len(events):
             return [True] * len(events), before + len(events)
         fresh = self._resolve_duplicates(connection, events, hashes, before, received)
@@ -244,17 +249,15 @@ class Ledger:
                 collisions.append(index)
             fresh.append(hash_ not in known and hash_ not in batch_ids and earlier == event.id)
             batch_ids.setdefault(hash_, event.id)
-        rows = [(hash_, event.id, event.source, event.type, event.timestamp, received,
-                 event.payload)
-                for hash_, event, is_new in zip(hashes, events, fresh, strict=True) if is_new]
-        if rows:
-            connection.exec_driver_sql(self._insert_events, bulk.sliced_rows(rows))
+        new = [event for event, is_new in zip(events, fresh, strict=True) if is_new]
+        if new:
+            connection.exec_driver_sql(self._insert_events, event_rows(new, received))
         # One statement appends its rows in order after the last seq (one writer).
-        self._ids.stage((row[0], seq) for seq, row in enumerate(rows, start=before + 1)
-                        if row[0] is not None)
+        self._ids.stage([hash_ for hash_, is_new in zip(hashes, fresh, strict=True) if is_new],
+                        before + 1)
         for index in collisions:
             fresh[index] = self._store_collision(connection, events[index], received)
-        return fresh, _last_seq(connection) if collisions else before + len(rows)
+        return fresh, _last_seq(connection) if collisions else before + len(new)
 
     @staticmethod
     def _event_ids(connection: Connection, seqs: set[int]) -> dict[int, str | None]:
