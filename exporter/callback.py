@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from exporter.events import validate_one
+from exporter.events import validate_raw
 from exporter.pipeline import IngestPipeline
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ class MonitorCallback:
 
     def emit(self, event: Mapping[str, Any]) -> None:
         try:
-            validated = validate_one(dict(event), time.time())
+            validated = validate_raw(dict(event), time.time())
         except ValueError as error:
             self.rejected += 1
             self.pipeline.telemetry.rejected.labels("invalid").inc()
@@ -39,7 +39,8 @@ class MonitorCallback:
                 raise
             log.warning("orchestrator event refused: %s", error)
             return
-        self.pipeline.offer(validated)
+        for canonical in validated:
+            self.pipeline.offer(canonical)
 
     def flush(self, timeout: float | None = None) -> bool:
         return self.pipeline.flush(timeout)

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Final
 
 import yaml
@@ -54,6 +55,16 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=20.0, help="events per second")
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--duration", type=float, default=None, help="seconds; default: forever")
+    logs = commands.add_parser("import-logs", help="send the Python orchestrator's AgentLogger "
+                               "folders (tools.jsonl, summary.jsonl) as events; again adds nothing")
+    logs.add_argument("directory", help="agent_logs, a task's folder or one agent's folder")
+    logs.add_argument("--url", default="http://127.0.0.1:8088")
+    logs.add_argument("--token", default=None, help="bearer token (EXPORTER_ADMIN_TOKEN)")
+    logs.add_argument("--source", default=None, help="the orchestrator instance's name")
+    logs.add_argument("--tz", default=None, help="time zone of the logs' timestamps, e.g. "
+                      "Europe/Berlin (default: this machine's)")
+    logs.add_argument("--follow", action="store_true", help="keep reading new lines and folders")
+    logs.add_argument("--interval", type=float, default=1.0, help="seconds between reads")
     return parser
 
 
@@ -82,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.basicConfig(level=settings.log_level.upper(),
                                 format="%(asctime)s %(levelname)s %(name)s: %(message)s")
             return _serve(settings, arguments)
+        if arguments.command == "import-logs":
+            return _import_logs(arguments)
         if arguments.command == "migrate":
             settings = _settings(arguments, ("database_url",))
             migrate(make_engine(settings.database_url))
@@ -105,6 +118,24 @@ def _demo(arguments: argparse.Namespace) -> int:
     token = arguments.token or os.environ.get("EXPORTER_ADMIN_TOKEN")
     return main_demo(arguments.url, token, seed=arguments.seed, rate=arguments.rate,
                      scenario=arguments.scenario, duration=arguments.duration)
+
+
+def _import_logs(arguments: argparse.Namespace) -> int:
+    import os
+
+    from exporter.importer import LogImport, parse_zone
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        zone = parse_zone(arguments.tz)
+    except ValueError as error:
+        return _fail(str(error))
+    root = Path(arguments.directory)
+    if not root.is_dir():
+        return _fail(f"{root} is not a directory")
+    token = arguments.token or os.environ.get("EXPORTER_ADMIN_TOKEN")
+    run = LogImport(root, url=arguments.url, token=token, zone=zone, source=arguments.source)
+    return run.follow(arguments.interval) if arguments.follow else run.once()
 
 
 def _demo_config(settings: Settings) -> FileConfig:

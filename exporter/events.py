@@ -1,8 +1,9 @@
 """The event contract: one table of types and fields drives validation and the JSON Schema.
 
-Both orchestrator dialects are folded into one canonical form here, so nothing downstream knows
-about aliases: AgentMonitor callback names (`agent_created`), @orchestr8 envelopes (`workflowId`,
-`executionId`, a nested `data` object) and camelCase field names.
+Aliases are folded into one canonical form here, so nothing downstream knows about them:
+AgentMonitor callback names (`agent_created`), a nested `data` object and camelCase field names.
+The real orchestrators' own shapes are translated into this form first by their receivers
+(`exporter.dialects`); an event they translated names its receiver in `via`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from datetime import datetime
 from typing import Any, Final
 
 import orjson
+
+from exporter.dialects import DIALECT_NAMES, ForeignEventError, Receiver, recognise
 
 MAX_NAME_LENGTH: Final = 128
 MAX_TEXT_LENGTH: Final = 16_384
@@ -34,9 +37,22 @@ _ID_PATTERN: Final = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 AGENT_STATUSES: Final = (
     "pending", "running", "idle", "waiting", "completed", "failed", "cancelled",
 )
+# The one table of status words: what real sources say (Python orchestrator's AgentStatus and
+# dashboard rows, task rows) -> the canonical status. Agents and tasks share it.
+STATUS_ALIASES: Final = {
+    **{status: status for status in AGENT_STATUSES},
+    "created": "pending", "queued": "pending",
+    "active": "running", "in_progress": "running", "busy": "running", "thinking": "running",
+    "done": "completed", "succeeded": "completed", "success": "completed",
+    "error": "failed", "errored": "failed",
+    "canceled": "cancelled",
+}
 TERMINAL_AGENT_STATUSES: Final = frozenset({"completed", "failed", "cancelled"})
 LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 TOKEN_TYPES: Final = ("input", "output", "cache_read", "cache_creation")
+# `unknown`: the source saw the call but not its result (the Python orchestrator's progress
+# callback).
+TOOL_OUTCOMES: Final = ("success", "error", "unknown")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +60,7 @@ class Field:
     """One field of an event type: its canonical name, kind, and accepted spellings."""
 
     name: str
-    kind: str  # name | text | count | usd | seconds | bool | enum | names | object
+    kind: str  # name | role | text | count | usd | seconds | bool | enum | names | object
     required: bool = False
     choices: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
@@ -61,14 +77,19 @@ OPTIONAL_AGENT_ID = _f("agent_id", "name", aliases=("agentId",))
 TASK_ID = _f("task_id", "name", required=True, aliases=("taskId",))
 OPTIONAL_TASK_ID = _f("task_id", "name", aliases=("taskId",))
 # @orchestr8: executionId is the run id; workflowId is the run id only when executionId is absent.
-RUN_ID = _f("run_id", "name", required=True, aliases=("runId", "executionId", "workflowId"))
-OPTIONAL_RUN_ID = _f("run_id", "name", aliases=("runId", "executionId", "workflowId"))
+OPTIONAL_RUN_ID = _f("run_id", "name", aliases=("runId", "executionId"))
+# Without a run id, a step or the end of a run is correlated with an open run (docs/events.md).
+CORRELATED_RUN_ID = _f("run_id", "name", aliases=("runId", "executionId"),
+                       description="the run; without it, the open run that started this step "
+                       "(steps) or the one open run of `workflow` (runs)")
+RUN_WORKFLOW = _f("workflow", "name", aliases=("workflowName", "workflowId"),
+                  description="the workflow, to correlate an event without run_id")
 ERROR = _f("error", "text", description="free-text error message")
 ERROR_TYPE = _f("error_type", "name", aliases=("errorType",))
 MODEL = _f("model", "name")
 
 _STEP_FIELDS: Final = (
-    RUN_ID,
+    CORRELATED_RUN_ID,
     _f("step_id", "name", required=True, aliases=("stepId",)),
     _f("step", "name", aliases=("stepName", "name"), description="step name"),
     _f("agent", "name", aliases=("agentType", "agentKind"), description="agent kind running it"),
@@ -78,14 +99,14 @@ _STEP_FIELDS: Final = (
 EVENT_TYPES: Final[dict[str, tuple[Field, ...]]] = {
     "agent.created": (
         AGENT_ID,
-        _f("role", "name", required=True),
+        _f("role", "role", required=True),
         MODEL,
         OPTIONAL_TASK_ID,
         _f("context_limit_tokens", "count", aliases=("contextLimitTokens",)),
     ),
     "agent.status_changed": (
         AGENT_ID,
-        _f("status", "enum", required=True, choices=AGENT_STATUSES),
+        _f("status", "status", required=True, choices=AGENT_STATUSES),
     ),
     "agent.usage": (
         AGENT_ID,
@@ -97,11 +118,13 @@ EVENT_TYPES: Final[dict[str, tuple[Field, ...]]] = {
         _f("cost_usd", "usd", aliases=("costUsd",)),
         _f("context_tokens", "count", aliases=("contextTokens",),
            description="current context-window fill"),
+        _f("totals", "bool", description="the counts and cost are the agent's running totals: "
+           "only their increase over what is known of the agent counts"),
     ),
     "agent.tool_call": (
         AGENT_ID,
         _f("tool", "name", required=True),
-        _f("outcome", "enum", required=True, choices=("success", "error")),
+        _f("outcome", "enum", required=True, choices=TOOL_OUTCOMES),
         _f("duration_seconds", "seconds", aliases=("durationSeconds",)),
         ERROR_TYPE,
     ),
@@ -118,13 +141,13 @@ EVENT_TYPES: Final[dict[str, tuple[Field, ...]]] = {
     "task.failed": (TASK_ID, ERROR, ERROR_TYPE),
     "task.cancelled": (TASK_ID,),
     "workflow.started": (
-        RUN_ID,
-        _f("workflow", "name", required=True, aliases=("workflowName", "workflowId")),
+        CORRELATED_RUN_ID,
+        RUN_WORKFLOW,
         _f("steps", "names", description="step names"),
     ),
-    "workflow.completed": (RUN_ID,),
-    "workflow.failed": (RUN_ID, ERROR, ERROR_TYPE),
-    "workflow.cancelled": (RUN_ID,),
+    "workflow.completed": (CORRELATED_RUN_ID, RUN_WORKFLOW),
+    "workflow.failed": (CORRELATED_RUN_ID, RUN_WORKFLOW, ERROR, ERROR_TYPE),
+    "workflow.cancelled": (CORRELATED_RUN_ID, RUN_WORKFLOW, ERROR),
     "step.started": _STEP_FIELDS,
     "step.completed": _STEP_FIELDS,
     "step.failed": (*_STEP_FIELDS, ERROR, ERROR_TYPE),
@@ -139,7 +162,14 @@ EVENT_TYPES: Final[dict[str, tuple[Field, ...]]] = {
         OPTIONAL_RUN_ID,
     ),
     "metrics.update": (_f("metrics", "object", description="numeric snapshot, stored only"),),
+    "event.ignored": (
+        _f("event_type", "name", required=True,
+           description="a recognised source's event type that carries nothing to count"),
+    ),
 }
+# Types whose events must name the run or the workflow (the one to correlate with).
+RUN_OR_WORKFLOW: Final = frozenset(
+    {"workflow.started", "workflow.completed", "workflow.failed", "workflow.cancelled"})
 
 
 def _type_aliases() -> dict[str, str]:
@@ -178,6 +208,8 @@ class Event:
     timestamp: float
     source: str
     fields: dict[str, Any]
+    # The receiver that translated it (`via`), or "canonical".
+    dialect: str = "canonical"
     payload: bytes = field(repr=False, default=b"")
     # id_hash(id): computed where the event is validated (a parse worker, for HTTP batches).
     key: int | None = field(repr=False, default=None)
@@ -225,6 +257,14 @@ def _check_text(name: str, value: object) -> str:
     return value
 
 
+def _check_status(spec: Field, value: object) -> str:
+    status = STATUS_ALIASES.get(value.lower()) if isinstance(value, str) else None
+    if status is None:
+        raise _InvalidFieldError(spec.name, "must be one of " + ", ".join(spec.choices)
+                                 + " (or a word of the status table in docs/events.md)")
+    return status
+
+
 def _check_enum(spec: Field, value: object) -> str:
     if not isinstance(value, str) or value not in spec.choices:
         raise _InvalidFieldError(spec.name, "must be one of " + ", ".join(spec.choices))
@@ -266,9 +306,12 @@ def _checker(spec: Field) -> Checker:
         return lambda value: _check_number(name, value, upper)
     if spec.kind == "text":
         return lambda value: _check_text(name, value)
+    if spec.kind == "role":  # `analyst` and `ANALYST` are one role, one series
+        return lambda value: value.upper() if type(value) is str and match(value) \
+            else _check_name(name, value).upper()
     check: Callable[[Field, object], object] = {
-        "enum": _check_enum, "bool": _check_bool, "names": _check_names,
-        "object": _check_object}[spec.kind]
+        "enum": _check_enum, "status": _check_status, "bool": _check_bool,
+        "names": _check_names, "object": _check_object}[spec.kind]
     return lambda value: check(spec, value)
 
 
@@ -350,14 +393,24 @@ def _normalize(raw: object, received: float) -> Event:
                     raise _InvalidFieldError(name, "is required")
                 continue
         fields[name] = check(value)
+    if event_type in RUN_OR_WORKFLOW and "run_id" not in fields and "workflow" not in fields:
+        raise _InvalidFieldError("run_id", "is required (or workflow, to correlate with)")
     source = raw.get("source")
+    via = raw.get("via")
     return Event(
         type=event_type,
         id=_event_id(raw),
         timestamp=parse_timestamp(raw.get("timestamp"), received),
         source="default" if source is None else _check_name("source", source),
         fields=fields,
+        dialect="canonical" if via is None else _check_via(via),
     )
+
+
+def _check_via(value: object) -> str:
+    if value not in DIALECT_NAMES:
+        raise _InvalidFieldError("via", "must name a receiver: " + ", ".join(DIALECT_NAMES))
+    return str(value)
 
 
 def id_hash(event_id: str) -> int:
@@ -366,36 +419,94 @@ def id_hash(event_id: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _seal(event: Event, raw: object) -> None:
-    """What the ledger keeps of a valid event: its raw JSON and the hash of its id."""
-    event.payload = orjson.dumps(raw)
+def _seal(event: Event, stored: object) -> None:
+    """What the ledger keeps of a valid event: its JSON and the hash of its id."""
+    event.payload = orjson.dumps(stored)
     if event.id is not None:
         event.key = id_hash(event.id)
 
 
-def validate_one(raw: object, received: float) -> Event:
-    """Validate one event; raise ValueError naming the field and the reason."""
+Expanded = list[tuple[Event, dict[str, Any]]]
+
+
+def _expand(raw: object, received: float) -> Expanded:
+    """One raw event as canonical events, each with what the ledger stores of it: the raw
+    event itself when canonical; a foreign one's translations, the first carrying the raw."""
+    if not isinstance(raw, dict) or "via" in raw:
+        return [(_normalize(raw, received), raw)]  # type: ignore[list-item]
     try:
-        event = _normalize(raw, received)
+        receiver = recognise(raw)
+        translated = receiver.translate(raw) if receiver is not None else None
+    except ForeignEventError as error:
+        raise _InvalidFieldError(error.field, error.reason) from None
+    except (KeyError, TypeError, AttributeError, ValueError):
+        raise _InvalidFieldError("", "does not have the form of its source's "
+                                 f"{raw.get('type')!s:.64} event") from None
+    if receiver is None or translated is None:
+        return [(_normalize(raw, received), raw)]
+    ids = _translated_ids(raw, receiver, len(translated))
+    envelope = {key: raw[key] for key in ("source",) if key in raw}
+    expanded: Expanded = []
+    for index, canonical in enumerate(translated):
+        stored = {**canonical, **envelope, "via": receiver.name}
+        if ids:
+            stored["id"] = ids[index]
+        if index == 0:
+            stored["raw"] = raw
+        expanded.append((_normalize(stored, received), stored))
+    return expanded
+
+
+def _translated_ids(raw: dict[str, Any], receiver: Receiver, count: int) -> list[str]:
+    """The source's id, or one derived from the content where the receiver allows it, with
+    `#n` for the n-th further translation: a resend repeats them all."""
+    given = raw.get("id")
+    if given is not None:
+        base = _event_id(raw)
+        assert base is not None
+        base = base[:MAX_NAME_LENGTH - 4]
+    elif receiver.keyed(raw):
+        digest = hashlib.blake2b(orjson.dumps(raw, option=orjson.OPT_SORT_KEYS),
+                                 digest_size=16).hexdigest()
+        base = f"{receiver.name}:{digest}"
+    else:
+        return []
+    return [base if index == 0 else f"{base}#{index}" for index in range(count)]
+
+
+def validate_raw(raw: object, received: float) -> list[Event]:
+    """Validate one event of any recognised shape; raise ValueError naming the field."""
+    try:
+        expanded = _expand(raw, received)
     except _InvalidFieldError as invalid:
         raise ValueError(f"{invalid.field_name or 'event'}: {invalid.reason}") from None
-    _seal(event, raw)
-    return event
+    for event, stored in expanded:
+        _seal(event, stored)
+    return [event for event, _ in expanded]
+
+
+def validate_one(raw: object, received: float) -> Event:
+    """Validate one event that makes exactly one canonical event (a stored one, say)."""
+    events = validate_raw(raw, received)
+    if len(events) != 1:
+        raise ValueError(f"event: makes {len(events)} canonical events, not one")
+    return events[0]
 
 
 def validate_batch(raws: list[Any], received: float) -> tuple[list[Event], list[Problem]]:
-    """Validate every event; the caller refuses the batch if any problem is returned."""
-    events: list[Event] = []
+    """Validate every event; the caller refuses the batch if any problem is returned.
+    A problem's index is the raw event's position, whatever it was translated into."""
+    expanded: Expanded = []
     problems: list[Problem] = []
     for index, raw in enumerate(raws):
         try:
-            events.append(_normalize(raw, received))
+            expanded.extend(_expand(raw, received))
         except _InvalidFieldError as invalid:
             problems.append(Problem(index, invalid.field_name, invalid.reason))
     if not problems:
-        for event, raw in zip(events, raws, strict=True):
-            _seal(event, raw)
-    return events, problems
+        for event, stored in expanded:
+            _seal(event, stored)
+    return [event for event, _ in expanded], problems
 
 
 _SCHEMA_TYPES: Final[dict[str, dict[str, object]]] = {
@@ -412,6 +523,11 @@ _SCHEMA_TYPES: Final[dict[str, dict[str, object]]] = {
 def _field_schema(spec: Field) -> dict[str, object]:
     if spec.kind == "enum":
         schema: dict[str, object] = {"type": "string", "enum": list(spec.choices)}
+    elif spec.kind == "status":
+        schema = {"type": "string", "enum": sorted(STATUS_ALIASES),
+                  "description": "folded to one of " + ", ".join(spec.choices)}
+    elif spec.kind == "role":
+        schema = {**_SCHEMA_TYPES["name"], "description": "folded to upper case"}
     elif spec.kind == "names":
         schema = {"type": "array", "maxItems": MAX_LIST_ITEMS, "items": _SCHEMA_TYPES["name"]}
     else:
@@ -431,6 +547,10 @@ def _type_schema(event_type: str, specs: tuple[Field, ...]) -> dict[str, object]
         "timestamp": {"type": ["string", "number"],
                       "description": "RFC 3339 date-time or Unix seconds"},
         "source": _SCHEMA_TYPES["name"],
+        "dialect": {"type": "string", "enum": list(DIALECT_NAMES),
+                    "description": "optional hint: the receiver that should read this event"},
+        "via": {"type": "string", "enum": list(DIALECT_NAMES),
+                "description": "the receiver that translated this event (stored events)"},
     }
     properties.update({spec.name: _field_schema(spec) for spec in specs})
     return {

@@ -11,7 +11,7 @@ RESERVED: Final = frozenset({OTHER, "unknown", "none", "unspecified", "default"}
 DerivedT = TypeVar("DerivedT")
 
 CAPPED_LABELS: Final = ("source", "role", "model", "task_type", "workflow", "step", "agent", "tool",
-                        "error_type")
+                        "error_type", "event_type")
 
 
 class LabelLimiter:

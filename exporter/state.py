@@ -13,7 +13,7 @@ from typing import Final
 
 from exporter.budgets import BudgetTracker, epoch_day
 from exporter.config import Budget
-from exporter.events import TERMINAL_AGENT_STATUSES, TOKEN_TYPES, Event
+from exporter.events import TERMINAL_AGENT_STATUSES, TOKEN_TYPES, TOOL_OUTCOMES, Event
 from exporter.labels import LabelLimiter, LabelSets
 from exporter.pricing import NANO_PER_USD, PriceTable, usd_to_nano
 from exporter.series import CounterFamily, Histogram, HistogramFamily, split_key
@@ -43,6 +43,12 @@ class Agent:
     last_activity: float = 0.0
     created_at: float = 0.0
     deleted: bool = False
+    # What is counted so far, by token type: the base that running totals (agent.usage with
+    # totals) are compared with.
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
     label_text: str | None = field(default=None, compare=False)
 
     @property
@@ -103,13 +109,27 @@ Labels = tuple[str, ...]
 STEP_END_STATUSES: Final = ("completed", "failed", "skipped", "cancelled")
 
 
+def _known_tokens(agent: Agent) -> tuple[int, int, int, int]:
+    return (agent.input_tokens, agent.output_tokens, agent.cache_read_tokens,
+            agent.cache_creation_tokens)
+
+
+def _add_tokens(agent: Agent, counts: tuple[int, ...]) -> None:
+    input_tokens, output_tokens, cache_read, cache_creation = counts
+    agent.input_tokens += input_tokens
+    agent.output_tokens += output_tokens
+    agent.cache_read_tokens += cache_read
+    agent.cache_creation_tokens += cache_creation
+    agent.tokens += input_tokens + output_tokens + cache_read + cache_creation
+
+
 def _usage_series(labels: Labels) -> tuple[Labels, tuple[Labels, ...]]:
     """The cost series and the token series, one per token type."""
     return labels, tuple((*labels, token_type) for token_type in TOKEN_TYPES)
 
 
 def _outcome_series(labels: Labels) -> tuple[Labels, dict[str, Labels]]:
-    return labels, {outcome: (*labels, outcome) for outcome in ("success", "error")}
+    return labels, {outcome: (*labels, outcome) for outcome in TOOL_OUTCOMES}
 
 
 @dataclass(slots=True)
@@ -197,7 +217,8 @@ class Families:
                        "skipped, cancelled.", (*step, "status"))
         self.step_retries = c("orchestrator_step_retries_total", "Step retries.", step)
         self.tool_calls = c("orchestrator_tool_calls_total", "Tool calls, by outcome: success, "
-                            "error.", ("source", "role", "tool", "outcome"))
+                            "error, unknown (a source that reports only the call).",
+                            ("source", "role", "tool", "outcome"))
         self.tool_duration = h("orchestrator_tool_call_duration_seconds", "Tool call duration.",
                                ("source", "role", "tool"),
                                (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
@@ -209,6 +230,12 @@ class Families:
                           "Events stored, by event type.", ("type",))
         self.duplicates = c("orchestrator_exporter_events_duplicate_total", "Events acknowledged "
                             "as duplicates of an accepted id and counted nowhere.", ("type",))
+        self.ignored = c("orchestrator_exporter_events_ignored_total", "Events of a recognised "
+                         "source whose type carries nothing to count: stored, counted here.",
+                         ("dialect", "type"))
+        self.uncorrelated = c("orchestrator_exporter_events_uncorrelated_total", "Events without "
+                              "a run id whose run could not be told (none open, or several): "
+                              "stored, counted here only.", ("dialect", "type"))
 
     def counters(self) -> list[CounterFamily]:
         return [value for value in vars(self).values() if isinstance(value, CounterFamily)]
@@ -291,6 +318,7 @@ class FleetState:
             "workflow.started": self._workflow_started,
             "log.entry": self._log_entry,
             "metrics.update": lambda event: None,
+            "event.ignored": self._ignored,
         }
         for status in ("completed", "failed", "cancelled"):
             handlers[f"task.{status}"] = self._task_ended
@@ -368,39 +396,43 @@ class FleetState:
         model = fields.get("model") or agent.model
         if agent.model == UNKNOWN and model != UNKNOWN:
             agent.model = model
-        input_tokens = fields.get("input_tokens", 0)
-        output_tokens = fields.get("output_tokens", 0)
-        cache_read = fields.get("cache_read_tokens", 0)
-        cache_creation = fields.get("cache_creation_tokens", 0)
-        cost = self._cost_nano(event, model, input_tokens, output_tokens, cache_read,
-                               cache_creation)
+        counts = (fields.get("input_tokens", 0), fields.get("output_tokens", 0),
+                  fields.get("cache_read_tokens", 0), fields.get("cache_creation_tokens", 0))
+        cost_usd = fields.get("cost_usd")
+        cost_nano = None if cost_usd is None else usd_to_nano(cost_usd)
+        totals = fields.get("totals", False)
+        if totals:
+            # Running totals: only the increase over what is counted for this agent, from any
+            # source, moves a counter; a repeat or a lower total moves nothing.
+            counts = tuple(max(0, total - known) for total, known in zip(
+                counts, _known_tokens(agent), strict=True))
+            if cost_nano is not None:
+                cost_nano = max(0, cost_nano - agent.cost_nano)
+        if cost_nano is None:  # priced; a repeated total (nothing new) is not "unpriced" again
+            cost_nano = self._priced(event, model, counts) if any(counts) or not totals else 0
+        cost = cost_nano
         labels, token_series = self._usage_series.get(
             (agent.source, agent.role, model, agent.task_type, agent.workflow))
         families = self.families
         if cost:
             families.cost.inc(labels, cost)
-        counts = (input_tokens, output_tokens, cache_read, cache_creation)
         for series, count in zip(token_series, counts, strict=True):
             if count:
                 families.tokens.inc(series, count)
+        _add_tokens(agent, counts)
         agent.cost_nano += cost
-        agent.tokens += input_tokens + output_tokens + cache_read + cache_creation
         if "context_tokens" in fields:
             agent.context_tokens = fields["context_tokens"]
         if cost:
             self._attribute_cost(agent, model, event.timestamp, cost)
 
-    def _cost_nano(self, event: Event, model: str, input_tokens: int, output_tokens: int,
-                   cache_read: int, cache_creation: int) -> int:
-        cost_usd = event.fields.get("cost_usd")
-        if cost_usd is not None:
-            return usd_to_nano(cost_usd)
+    def _priced(self, event: Event, model: str, counts: tuple[int, ...]) -> int:
         price = self.prices.lookup(model)
         if price is None:
             self.families.unpriced.inc((self._label("source", event.source),
                                         self._label("model", model)))
             return 0
-        return price.cost_nano(input_tokens, output_tokens, cache_read, cache_creation)
+        return price.cost_nano(*counts)
 
     def _attribute_cost(self, agent: Agent, model: str, timestamp: float, cost: int) -> None:
         if agent.task_id is not None:
@@ -487,9 +519,10 @@ class FleetState:
 
     def _task_started(self, event: Event) -> None:
         task = self._task(event.source, event.fields["task_id"])
-        if task is not None:
+        if task is not None:  # started once: sources that repeat the whole row say it again
             task.status = "running"
-            task.started_at = event.timestamp
+            if task.started_at is None:
+                task.started_at = event.timestamp
 
     def _task_ended(self, event: Event) -> None:
         task = self._task(event.source, event.fields["task_id"])
@@ -529,12 +562,28 @@ class FleetState:
         self._dirty_runs[key] = run
         return run
 
+    def _uncorrelated(self, event: Event) -> None:
+        self.families.uncorrelated.inc((event.dialect, event.type))
+
+    def _open_runs_of(self, source: str, workflow: str) -> list[Run]:
+        return [run for run in self.runs.values()
+                if run.workflow == workflow and run.source == source]
+
     def _workflow_started(self, event: Event) -> None:
         fields = event.fields
-        run = self._run(event.source, fields["run_id"])
+        run_id = fields.get("run_id")
+        if run_id is None:
+            # Only the workflow is named (@orchestr8's bus): the execution already open for it
+            # is this run; with none, the workflow id stands for the run.
+            open_runs = self._open_runs_of(event.source, fields["workflow"])
+            if len(open_runs) > 1:
+                self._uncorrelated(event)
+                return
+            run_id = open_runs[0].run_id if open_runs else fields["workflow"]
+        run = self._run(event.source, run_id)
         if run is None or run.started_at is not None:
             return
-        run.workflow = fields["workflow"]
+        run.workflow = fields.get("workflow", UNKNOWN)
         run.steps = fields.get("steps", [])
         run.started_at = event.timestamp
         labels = (self._label("source", run.source), self._label("workflow", run.workflow))
@@ -542,17 +591,26 @@ class FleetState:
         for status in ("completed", "failed", "cancelled"):
             self.families.runs.touch((*labels, status))
 
+    def _ending_run(self, event: Event) -> Run | None:
+        run_id = event.fields.get("run_id")
+        if run_id is not None:
+            return self._run(event.source, run_id)
+        open_runs = self._open_runs_of(event.source, event.fields["workflow"])
+        if len(open_runs) != 1:
+            self._uncorrelated(event)
+            return None
+        return self._run(event.source, open_runs[0].run_id)
+
     def _workflow_ended(self, event: Event) -> None:
-        run = self._run(event.source, event.fields["run_id"])
+        run = self._ending_run(event)
         if run is None:
             return
         key = (run.source, run.run_id)
         del self.runs[key]
         self._remember(self.ended_runs, key)
-        for step_id in self.run_steps.pop(key, ()):
-            self.steps.pop((*key, step_id), None)
         run.status = event.type.partition(".")[2]
         run.ended_at = event.timestamp
+        self._close_steps(run)
         labels = (self._label("source", run.source), self._label("workflow", run.workflow),
                   run.status)
         self.families.runs.inc(labels)
@@ -561,14 +619,44 @@ class FleetState:
         if run.status == "failed":
             self._count_error(run.source, "workflow", event.fields.get("error_type"))
 
-    def _step(self, event: Event) -> tuple[Step, str]:
+    def _close_steps(self, run: Run) -> None:
+        """A run that ends ends its steps still running: cancelled with it, else skipped."""
+        status = "cancelled" if run.status == "cancelled" else "skipped"
+        for step_id in self.run_steps.pop((run.source, run.run_id), ()):
+            step = self.steps.pop((run.source, run.run_id, step_id), None)
+            if step is None or step.status != "running":
+                continue
+            step.status, step.ended_at = status, run.ended_at
+            series = self._step_series.get((step.source, run.workflow, step.step, step.agent))
+            self.families.steps.inc(series.by_status[status])
+            self._dirty_steps[(run.source, run.run_id, step_id)] = step
+
+    def _step_run_id(self, event: Event) -> str | None:
+        """The run of a step event; None when it cannot be told (counted) or is a repeat."""
         fields = event.fields
-        run = self.runs.get((event.source, fields["run_id"]))
-        key = (event.source, fields["run_id"], fields["step_id"])
+        run_id: str | None = fields.get("run_id")
+        if run_id is not None:
+            return None if (event.source, run_id) in self.ended_runs else run_id
+        step_id = fields["step_id"]
+        running, seen = [], False
+        for (source, candidate), step_ids in self.run_steps.items():
+            if source == event.source and step_id in step_ids:
+                seen = True
+                if self.steps[(source, candidate, step_id)].status == "running":
+                    running.append(candidate)
+        if len(running) == 1:
+            return running[0]
+        if not seen or running:  # nowhere, or in several runs at once
+            self._uncorrelated(event)
+        return None  # a step that already ended, told again: nothing to count
+
+    def _step(self, event: Event, run_id: str) -> tuple[Step, str]:
+        fields = event.fields
+        run = self.runs.get((event.source, run_id))
+        key = (event.source, run_id, fields["step_id"])
         step = self.steps.get(key)
         if step is None:
-            step = Step(event.source, fields["run_id"], fields["step_id"],
-                        step=fields["step_id"])
+            step = Step(event.source, run_id, fields["step_id"], step=fields["step_id"])
             if run is not None:
                 self.steps[key] = step
                 self.run_steps.setdefault(key[:2], set()).add(step.step_id)
@@ -580,7 +668,10 @@ class FleetState:
         return step, run.workflow if run is not None else UNKNOWN
 
     def _step_event(self, event: Event) -> None:
-        step, workflow = self._step(event)
+        run_id = self._step_run_id(event)
+        if run_id is None:
+            return
+        step, workflow = self._step(event, run_id)
         kind = event.type.partition(".")[2]
         series = self._step_series.get((step.source, workflow, step.step, step.agent))
         labels = series.labels
@@ -621,6 +712,10 @@ class FleetState:
     def _count_error(self, source: str, origin: str, error_type: str | None) -> None:
         self.families.errors.inc((self._label("source", source), origin,
                                   self._label("error_type", error_type or UNSPECIFIED)))
+
+    def _ignored(self, event: Event) -> None:
+        self.families.ignored.inc(
+            (event.dialect, self._label("event_type", event.fields["event_type"])))
 
     def _log_entry(self, event: Event) -> None:
         self.families.logs.inc((self._label("source", event.source), event.fields["level"]))

@@ -34,8 +34,10 @@ def test_orchestr8_execution_id_is_the_run_and_workflow_id_the_name():
     started = validate_one({"type": "workflow.started", "workflowId": "release",
                             "executionId": "exec-9"}, NOW)
     assert started.fields == {"run_id": "exec-9", "workflow": "release"}
+    assert started.dialect == "orchestr8"
+    # The real bus names only the workflow here: the state correlates it with its open run.
     without_execution = validate_one({"type": "workflow.completed", "workflowId": "wf-1"}, NOW)
-    assert without_execution.fields == {"run_id": "wf-1"}
+    assert without_execution.fields == {"workflow": "wf-1"}
 
 
 def test_orchestr8_data_object_fields_are_read_and_top_level_wins():

@@ -36,7 +36,7 @@ INLINE_PARSE_BYTES: Final = 512 * 1024
 FRAME_HEADER: Final = struct.Struct("!I")
 WORKER_STOP_SECONDS: Final = 10.0
 # An event as it crosses from a worker: Event's fields in order.
-EventRow = tuple[str, str | None, float, str, dict[str, Any], bytes, int | None]
+EventRow = tuple[str, str | None, float, str, dict[str, Any], str, bytes, int | None]
 # What a worker answers: the events and their ledger rows, or the ApiError's status, code,
 # message and details.
 Parsed = (tuple[list[EventRow], PreparedRows, None]
@@ -114,8 +114,8 @@ def parse_detached(body: bytes, content_type: str, max_events: int,
         events = parse_body(body, content_type, max_events, received)
     except ApiError as error:
         return None, None, (error.status, error.code, error.message, error.details)
-    return [(event.type, event.id, event.timestamp, event.source, event.fields, event.payload,
-             event.key) for event in events], event_rows(events, received), None
+    return [(event.type, event.id, event.timestamp, event.source, event.fields, event.dialect,
+             event.payload, event.key) for event in events], event_rows(events, received), None
 
 
 def frame(message: object) -> bytes:

@@ -112,6 +112,11 @@ agents = Table(
     Column("last_activity", Float, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("deleted", Boolean, nullable=False),
+    # Tokens counted so far by type: what running totals are compared with (state.py).
+    Column("input_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("output_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_read_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_creation_tokens", BigInteger, nullable=False, server_default="0"),
     Index("ix_agents_deleted", "deleted"),
 )
 

@@ -1,0 +1,56 @@
+"""Receivers: the real orchestrators' own shapes, translated into canonical events.
+
+Each module is one source, as its code really emits (docs/integrations.md): a receiver
+recognises an event by its form (its `type` and the fields beside it), or by an explicit
+`"dialect"` hint, and translates it into one or more canonical event dicts, which are then
+validated like any other event. Translation is stateless; what needs memory (running totals,
+which run a step belongs to) is done by the fleet state on the canonical events, so replaying
+the ledger gives the same result. Nothing past this package knows a source's field names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from exporter.dialects import orchestr8, python_dashboard, python_monitor
+from exporter.dialects.base import ForeignEventError, Receiver
+
+RECEIVERS: Final[tuple[Receiver, ...]] = (
+    orchestr8.RECEIVER, python_monitor.RECEIVER, python_dashboard.RECEIVER,
+)
+# Receivers of the in-process integrations and the log importer: they build canonical events
+# themselves and only name themselves in `via`.
+IN_PROCESS: Final = ("orchestrator_progress", "orchestrator_logs")
+DIALECT_NAMES: Final = ("canonical", *(receiver.name for receiver in RECEIVERS), *IN_PROCESS)
+_BY_NAME: Final = {receiver.name: receiver for receiver in RECEIVERS}
+_BY_TYPE: Final[dict[str, tuple[Receiver, ...]]] = {}
+for _receiver in RECEIVERS:
+    for _type in _receiver.types:
+        _BY_TYPE[_type] = (*_BY_TYPE.get(_type, ()), _receiver)
+
+__all__ = ["DIALECT_NAMES", "RECEIVERS", "ForeignEventError", "Receiver", "recognise"]
+
+
+def recognise(raw: Mapping[str, Any]) -> Receiver | None:
+    """The receiver of a foreign event; None for a canonical one.
+
+    A `dialect` hint names the receiver outright; otherwise the first receiver that claims the
+    event's type and recognises its form takes it.
+    """
+    hint = raw.get("dialect")
+    if hint is not None:
+        if hint == "canonical":
+            return None
+        receiver = _BY_NAME.get(hint) if isinstance(hint, str) else None
+        if receiver is None:
+            raise ForeignEventError("dialect", "must be one of canonical, "
+                                    + ", ".join(_BY_NAME))
+        return receiver
+    candidates = _BY_TYPE.get(raw.get("type"))  # type: ignore[arg-type]
+    if candidates is None:
+        return None
+    for receiver in candidates:
+        if receiver.recognises(raw):
+            return receiver
+    return None

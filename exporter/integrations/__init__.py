@@ -1,0 +1,1 @@
+"""In-process integrations: the few lines an orchestrator adds to send its events."""

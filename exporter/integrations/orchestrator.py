@@ -1,0 +1,166 @@
+"""The Python "Claude Multi-Agent Orchestrator" (jeffjacobsen/orchestrator), in its own process.
+
+Three live sources, each sending canonical events to a sink: `MonitorCallback.emit` (the
+exporter in the same process) or `ExporterClient.emit` (over HTTP).
+
+    sink = ExporterClient("http://127.0.0.1:8088", token).emit
+    executor = WorkflowExecutor(manager, monitor, progress_tracker=ExporterTracker(sink))
+    follow_metrics_collector(orchestrator.metrics, sink)       # agent_created / agent_deleted
+    Agent(..., progress_callback=progress_callback(sink, agent_id, role="builder"))
+
+Nothing here ever raises into the orchestrator: a failing sink is logged and the agent goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Final
+
+log = logging.getLogger(__name__)
+
+Sink = Callable[[Mapping[str, Any]], None]
+VIA: Final = "orchestrator_progress"
+
+
+class _Emitter:
+    """Sends canonical events to the sink; logs instead of raising."""
+
+    def __init__(self, sink: Sink, source: str | None) -> None:
+        self.sink = sink
+        self.envelope: dict[str, Any] = {"via": VIA}
+        if source is not None:
+            self.envelope["source"] = source
+
+    def __call__(self, event_type: str, **fields: Any) -> None:
+        try:
+            self.sink({**fields, **self.envelope, "type": event_type, "timestamp": time.time()})
+        except Exception:  # the orchestrator's agent must never fail because of monitoring
+            log.exception("could not send %s to the exporter", event_type)
+
+    def progress(self, agent_id: str, event: str, data: object) -> None:
+        """One `progress_callback(event, data)` call of the agent's."""
+        if event in ("started", "thinking"):
+            self("agent.status_changed", agent_id=agent_id, status="running")
+        elif event == "tool_call":
+            # The callback sees the call, never its result.
+            self("agent.tool_call", agent_id=agent_id, tool=str(data), outcome="unknown")
+        elif event == "completed":
+            self("agent.status_changed", agent_id=agent_id, status="completed")
+        elif event == "failed":
+            self("agent.status_changed", agent_id=agent_id, status="failed")
+            self("log.entry", agent_id=agent_id, level="error", message=str(data))
+
+
+def progress_callback(sink: Sink, agent_id: str, *, role: str | None = None,
+                      source: str | None = None) -> Callable[[str, str], None]:
+    """`Agent(progress_callback=...)` for one agent: `callback(event, data)`, synchronous.
+
+    With `role`, the agent is announced at its first `started` (the executor's own wrapper does
+    the same through the tracker).
+    """
+    emit = _Emitter(sink, source)
+    announced = threading.Event()
+
+    def callback(event: str, data: str = "") -> None:
+        if role is not None and event == "started" and not announced.is_set():
+            announced.set()
+            emit("agent.created", agent_id=agent_id, role=role)
+        emit.progress(agent_id, event, data)
+
+    return callback
+
+
+def async_progress_callback(sink: Sink, agent_id: str, *, role: str | None = None,
+                            source: str | None = None,
+                            ) -> Callable[[str, str], Coroutine[Any, Any, None]]:
+    """The same as an `async def`: the agent awaits the coroutine it returns."""
+    callback = progress_callback(sink, agent_id, role=role, source=source)
+
+    async def asynchronous(event: str, data: str = "") -> None:
+        callback(event, data)
+
+    return asynchronous
+
+
+class ExporterTracker:
+    """The executor's `progress_tracker`, every method synchronous.
+
+    The executor awaits the others only when they return a coroutine, and calls
+    `agent_completed` without await: a plain method is the one form that works for all of them.
+    In sequential mode the executor calls `agent_completed` for failed agents too; their cost
+    is counted and their status stays failed.
+    """
+
+    def __init__(self, sink: Sink, *, source: str | None = None) -> None:
+        self._emit = _Emitter(sink, source)
+        self._failed: set[str] = set()
+        self._lock = threading.Lock()
+
+    def start(self, workflow_steps: object = None) -> None:
+        """Called by `Orchestrator.execute`; the exporter needs nothing from it."""
+
+    def stop(self) -> None:
+        """Called at the end of `Orchestrator.execute`."""
+
+    def agent_created(self, agent_id: str, name: str, role: str) -> None:
+        self._emit("agent.created", agent_id=agent_id, role=role)
+
+    def agent_started(self, agent_id: str) -> None:
+        self._emit.progress(agent_id, "started", "")
+
+    def thinking(self, agent_id: str) -> None:
+        self._emit.progress(agent_id, "thinking", "")
+
+    def tool_call(self, agent_id: str, tool_name: str) -> None:
+        self._emit.progress(agent_id, "tool_call", tool_name)
+
+    def agent_failed(self, agent_id: str, error: str) -> None:
+        with self._lock:
+            self._failed.add(agent_id)
+        self._emit.progress(agent_id, "failed", error)
+
+    def agent_completed(self, agent_id: str, cost: float) -> None:
+        """`cost` is the agent's running total in USD: only its increase is counted."""
+        if isinstance(cost, int | float) and not isinstance(cost, bool):
+            self._emit("agent.usage", agent_id=agent_id, cost_usd=cost, totals=True)
+        with self._lock:
+            failed = agent_id in self._failed
+        if not failed:
+            self._emit.progress(agent_id, "completed", "")
+
+
+def follow_metrics_collector(collector: Any, sink: Sink, *,
+                             source: str | None = None) -> Callable[[], None]:
+    """Forward `MetricsCollector.events` as they are recorded, and those recorded before.
+
+    The orchestrator's `register_status_callback` keeps callbacks that nothing calls, so this
+    wraps the collector's own `record_event`. Returns a function that stops following.
+    """
+    original = collector.record_event
+    lock = threading.Lock()
+    sent = 0
+
+    def forward_new() -> None:
+        nonlocal sent
+        with lock:
+            entries, sent = list(collector.events[sent:]), len(collector.events)
+        for entry in entries:
+            try:
+                sink({**entry, **({"source": source} if source is not None else {})})
+            except Exception:
+                log.exception("could not send a monitor event to the exporter")
+
+    def record_event(event_type: str, data: dict[str, Any]) -> None:
+        original(event_type, data)
+        forward_new()
+
+    collector.record_event = record_event
+    forward_new()
+
+    def stop() -> None:
+        collector.record_event = original
+
+    return stop
