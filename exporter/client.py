@@ -4,9 +4,12 @@
         monitor.register_callback(client)          # AgentMonitor: client("agent_created", {...})
         client.emit({"type": "task.submitted", "task_id": "t-1"})
 
-`emit` only queues: a background thread sends batches to `POST /api/v1/events`. Every event gets
-an id (`{client uuid}-{sequence}`) when it has none, so a batch retried after a lost answer is
-acknowledged by the exporter as duplicates instead of being counted twice.
+`emit` checks the event against the contract (the server's own validation) and only queues: a
+background thread sends batches to `POST /api/v1/events`. Every event gets an id (`{client
+uuid}-{sequence}`) when it has none, so a batch retried after a lost answer is acknowledged by
+the exporter as duplicates instead of being counted twice. When the exporter still refuses a
+batch naming some of its events (422), the rest is sent again at once: one bad event costs only
+itself.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from typing import Final
 import httpx
 import orjson
 
+from exporter.events import check_raw
+
 logger = logging.getLogger(__name__)
 
 EVENTS_PATH: Final = "/api/v1/events"
@@ -42,14 +47,22 @@ class ClientClosedError(RuntimeError):
     """emit() after close()."""
 
 
+class InvalidEventError(ValueError):
+    """emit() of an event the exporter would refuse; the message names the field and why."""
+
+
 class _Batch:
     """Serialized events taken from the queue, sent and retried as one unit."""
 
-    __slots__ = ("body", "count")
+    __slots__ = ("body", "count", "parts")
 
     def __init__(self, parts: list[bytes]) -> None:
+        self.parts = parts
         self.count = len(parts)
         self.body = b"[" + b",".join(parts) + b"]"
+
+    def without(self, indexes: set[int]) -> _Batch:
+        return _Batch([part for index, part in enumerate(self.parts) if index not in indexes])
 
 
 class ExporterClient:
@@ -57,8 +70,10 @@ class ExporterClient:
 
     Thread-safe. Memory is bounded by `max_queue` events waiting plus one batch in flight.
     Connection errors, 429 and 5xx answers are retried with exponential backoff and jitter, up
-    to `max_retry_delay` seconds apart, with the same ids; other 4xx answers drop the batch (it
-    could never succeed), log why, and count its events in `dropped`.
+    to `max_retry_delay` seconds apart, with the same ids. A 422 that names events by index
+    drops exactly those (logged with their reasons, counted in `dropped`) and sends the rest
+    again at once, with the same ids; other 4xx answers drop the batch (it could never
+    succeed), log why, and count its events in `dropped`.
     """
 
     def __init__(
@@ -127,15 +142,21 @@ class ExporterClient:
         return self._emitted - self._settled
 
     def emit(self, event: Mapping[str, object]) -> None:
-        """Queue one event; give it an id when it has none.
+        """Check one event against the contract, give it an id when it has none, and queue it.
 
-        The event is serialized at once, so the caller may reuse the mapping. Blocks up to
-        `timeout` seconds while the queue holds `max_queue` events, then raises QueueFullError.
-        Raises TypeError when the event is not JSON-serializable.
+        Raises InvalidEventError (naming the field) for an event the exporter would refuse; it
+        is not queued. The event is serialized at once, so the caller may reuse the mapping.
+        Blocks up to `timeout` seconds while the queue holds `max_queue` events, then raises
+        QueueFullError. Raises TypeError when the event is not JSON-serializable.
         """
         if event.get("id") is None:
             event = {**event, "id": f"{self._id_prefix}-{next(self._ids)}"}
-        body = orjson.dumps(event if isinstance(event, dict) else dict(event))
+        event = event if isinstance(event, dict) else dict(event)
+        try:
+            check_raw(event, time.time())
+        except ValueError as error:
+            raise InvalidEventError(str(error)) from None
+        body = orjson.dumps(event)
         with self._lock:
             if self._closing:
                 raise ClientClosedError("the exporter client is closed")
@@ -269,7 +290,11 @@ class ExporterClient:
     def _deliver(self, batch: _Batch) -> None:
         attempt = 0
         while True:
-            retry_after = self._post(batch)
+            outcome = self._post(batch)
+            if isinstance(outcome, _Batch):  # the events the exporter did not name, at once
+                batch = outcome
+                continue
+            retry_after = outcome
             if retry_after is None:
                 return
             if self._stop.is_set():
@@ -283,8 +308,9 @@ class ExporterClient:
             if self._stop.wait(delay):
                 return
 
-    def _post(self, batch: _Batch) -> float | None:
-        """Send once; None when settled (acknowledged or dropped), else seconds to wait first."""
+    def _post(self, batch: _Batch) -> float | _Batch | None:
+        """Send once; None when settled (acknowledged or dropped), the rest of the batch to send
+        at once after a 422 that named some events, else seconds to wait first."""
         try:
             response = self._http.post(EVENTS_PATH, content=batch.body)
         except httpx.HTTPError as error:
@@ -294,6 +320,10 @@ class ExporterClient:
         if status == 429 or status >= 500:
             logger.warning("exporter answered %d; will retry %d events", status, batch.count)
             return _retry_after(response)
+        if status == 422:
+            named = _named_problems(response, batch.count)
+            if named:
+                return self._drop_named(batch, named)
         if not response.is_success:
             logger.error(
                 "exporter refused %d events with %d, dropped: %s",
@@ -301,6 +331,14 @@ class ExporterClient:
             )
         self._settle(batch.count, acknowledged=response.is_success)
         return None
+
+    def _drop_named(self, batch: _Batch, named: dict[int, list[str]]) -> _Batch | None:
+        for index, reasons in sorted(named.items()):
+            logger.error("exporter refused an event, dropped: %s; %s",
+                         "; ".join(reasons), batch.parts[index][:500].decode(errors="replace"))
+        self._settle(len(named), acknowledged=False)
+        rest = batch.without(set(named))
+        return rest if rest.count else None
 
     def _settle(self, count: int, *, acknowledged: bool) -> None:
         with self._lock:
@@ -310,6 +348,20 @@ class ExporterClient:
                 self._dropped += count
             self._settled += count
             self._progress.notify_all()
+
+
+def _named_problems(response: httpx.Response, count: int) -> dict[int, list[str]]:
+    """The batch positions a 422 names, with their reasons; empty when it names none."""
+    try:
+        details = response.json().get("details")
+    except (ValueError, AttributeError):
+        return {}
+    named: dict[int, list[str]] = {}
+    for detail in details if isinstance(details, list) else ():
+        index = detail.get("index") if isinstance(detail, dict) else None
+        if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < count:
+            named.setdefault(index, []).append(f"{detail.get('field')}: {detail.get('reason')}")
+    return named
 
 
 def _retry_after(response: httpx.Response) -> float:

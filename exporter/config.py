@@ -56,7 +56,9 @@ def _budget(index: int, entry: object) -> Budget:
     scope = entry.get("scope") or {}
     if not isinstance(scope, dict) or set(scope) - set(SCOPE_KEYS):
         raise ConfigError(f"{where}.scope: may only hold {', '.join(SCOPE_KEYS)}")
-    pairs = tuple(sorted((str(key), str(value)) for key, value in scope.items()))
+    # Roles fold to upper case in events too: `analyst` and `ANALYST` are one scope.
+    pairs = tuple(sorted((str(key), str(value).upper() if key == "role" else str(value))
+                         for key, value in scope.items()))
     return Budget(name=name, limit_usd=float(limit), period=str(period), scope=pairs)
 
 

@@ -474,6 +474,20 @@ def _translated_ids(raw: dict[str, Any], receiver: Receiver, count: int) -> list
     return [base if index == 0 else f"{base}#{index}" for index in range(count)]
 
 
+_TOKEN_FIELDS: Final = ("input_tokens", "output_tokens", "cache_read_tokens",
+                         "cache_creation_tokens")
+
+
+def _check_token_limit(expanded: Expanded, max_tokens: int) -> None:
+    for event, _ in expanded:
+        if event.type != "agent.usage" or event.fields.get("totals"):
+            continue
+        for name in _TOKEN_FIELDS:
+            if event.fields.get(name, 0) > max_tokens:
+                raise _InvalidFieldError(name, f"exceeds this exporter's limit of {max_tokens} "
+                                         "tokens per event (EXPORTER_MAX_EVENT_TOKENS)")
+
+
 def validate_raw(raw: object, received: float) -> list[Event]:
     """Validate one event of any recognised shape; raise ValueError naming the field."""
     try:
@@ -485,6 +499,14 @@ def validate_raw(raw: object, received: float) -> list[Event]:
     return [event for event, _ in expanded]
 
 
+def check_raw(raw: object, received: float) -> None:
+    """Raise ValueError naming the field when the event would be refused; store nothing."""
+    try:
+        _expand(raw, received)
+    except _InvalidFieldError as invalid:
+        raise ValueError(f"{invalid.field_name or 'event'}: {invalid.reason}") from None
+
+
 def validate_one(raw: object, received: float) -> Event:
     """Validate one event that makes exactly one canonical event (a stored one, say)."""
     events = validate_raw(raw, received)
@@ -493,14 +515,19 @@ def validate_one(raw: object, received: float) -> Event:
     return events[0]
 
 
-def validate_batch(raws: list[Any], received: float) -> tuple[list[Event], list[Problem]]:
+def validate_batch(raws: list[Any], received: float, *,
+                   max_tokens: int = MAX_COUNT) -> tuple[list[Event], list[Problem]]:
     """Validate every event; the caller refuses the batch if any problem is returned.
-    A problem's index is the raw event's position, whatever it was translated into."""
+    A problem's index is the raw event's position, whatever it was translated into. A usage
+    event (not running totals) with more than `max_tokens` of one kind is a problem too."""
     expanded: Expanded = []
     problems: list[Problem] = []
     for index, raw in enumerate(raws):
         try:
-            expanded.extend(_expand(raw, received))
+            events = _expand(raw, received)
+            if max_tokens < MAX_COUNT:
+                _check_token_limit(events, max_tokens)
+            expanded.extend(events)
         except _InvalidFieldError as invalid:
             problems.append(Problem(index, invalid.field_name, invalid.reason))
     if not problems:

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     checkpoint_seconds: float = Field(default=1.0, gt=0, le=3600)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_batch_events: int = Field(default=10_000, ge=1)
+    # Counters never go down: one usage event claiming absurd tokens would inflate the cost for
+    # good, so an operator may refuse more than this many tokens of one kind in one event.
+    max_event_tokens: int = Field(default=1_000_000_000, ge=1, le=1_000_000_000)
     # Processes that decode and validate large ingest bodies beside the server's own GIL. Two:
     # batches arriving together are parsed side by side (docs/benchmarks.md: +10% events/s).
     parse_workers: int = Field(default=2, ge=0, le=64)

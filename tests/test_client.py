@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from exporter.client import ClientClosedError, ExporterClient, QueueFullError
+from exporter.client import ClientClosedError, ExporterClient, InvalidEventError, QueueFullError
 from exporter.events import validate_batch
 
 
@@ -33,6 +33,8 @@ class StandIn:
     gate: threading.Event = field(default_factory=threading.Event)
     # Refuse a batch with 422 when the exporter's own validator finds a problem in it.
     validate: bool = False
+    # Refuse a batch with 422 naming the events of these task ids (a rule of the server's alone).
+    refuse_tasks: set[str] = field(default_factory=set)
     bodies: list[list[dict[str, object]]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
@@ -57,14 +59,21 @@ def _handler(stand_in: StandIn) -> type[BaseHTTPRequestHandler]:
                 stand_in.headers.append(dict(self.headers))
                 stand_in.times.append(time.monotonic())
                 status = stand_in.statuses.pop(0) if stand_in.statuses else 200
-                if status == 200 and stand_in.validate and validate_batch(body, time.time())[1]:
+                problems = [problem.as_dict() for problem in validate_batch(
+                    body, time.time())[1]] if stand_in.validate else []
+                problems += [{"index": index, "field": "task_id", "reason": "refused here"}
+                             for index, event in enumerate(body)
+                             if event.get("task_id") in stand_in.refuse_tasks]
+                if status == 200 and problems:
                     status = 422
-                answer = {}
+                answer: dict[str, object] = {}
                 if status == 200 or stand_in.commit_before_failing:
                     answer = stand_in.store(body)
                 if status == 200:
                     stand_in.answers.append(answer)
-            payload = json.dumps(answer if status == 200 else {"code": "error"}).encode()
+            refusal = {"code": "invalid_events", "details": problems}
+            payload = json.dumps(answer if status == 200 else refusal if problems
+                                 else {"code": "error"}).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
@@ -168,7 +177,7 @@ def test_429_and_connection_errors_are_retried_and_backoff_is_capped(stand_in: S
     assert max(gaps) < 0.05 + 0.2  # the cap, plus scheduling slack
 
 
-def test_422_drops_the_batch_without_retrying(stand_in: StandIn) -> None:
+def test_a_422_that_names_no_event_drops_the_batch_without_retrying(stand_in: StandIn) -> None:
     stand_in.statuses = [422]
     with ExporterClient(stand_in.url, "t", flush_interval=0, max_retry_delay=0.05) as client:
         for event in _events(5):
@@ -245,3 +254,56 @@ def test_callback_style_and_own_ids(stand_in: StandIn) -> None:
 def test_emit_refuses_what_json_cannot_carry(stand_in: StandIn) -> None:
     with ExporterClient(stand_in.url, "t") as client, pytest.raises(TypeError):
         client.emit({"type": "metrics.update", "metrics": {"x": object()}})
+
+
+def _usage(agent_id: str, index: int, input_tokens: int) -> dict[str, object]:
+    return {"type": "agent.usage", "id": f"{agent_id}-{index}", "agent_id": agent_id,
+            "model": "claude-sonnet-4-5-20250929", "input_tokens": input_tokens,
+            "output_tokens": 10}
+
+
+def test_emit_raises_for_an_invalid_event_and_the_nine_good_ones_land(exporter_factory) -> None:
+    exporter = exporter_factory()
+    with ExporterClient(exporter.url, exporter.token, flush_interval=0.05) as client:
+        for index in range(9):
+            client.emit(_usage("a-1", index, 100))
+        with pytest.raises(InvalidEventError, match="input_tokens: must be between 0 and"):
+            client.emit(_usage("a-1", 9, -5))
+        assert client.flush(timeout=10) is True
+        assert (client.sent, client.dropped) == (9, 0)
+    assert exporter.sample("orchestrator_exporter_events_accepted_total",
+                           type="agent.usage") == 9
+    assert sum(value for (name, labels), value in exporter.metrics().items()
+               if name == "orchestrator_tokens_total" and ("type", "input") in labels) == 900
+
+
+def test_a_refusal_only_the_server_knows_drops_exactly_the_named_events(exporter_factory) -> None:
+    # A limit set on the server alone: the client's contract check cannot foresee it.
+    exporter = exporter_factory(env={"EXPORTER_MAX_EVENT_TOKENS": "1000"})
+    events = [_usage("a-2", index, 5000 if index in (3, 7) else 100) for index in range(10)]
+    for attempt in range(2):  # the second time: a resend of everything, with the same ids
+        with ExporterClient(exporter.url, exporter.token, batch_size=10,
+                            flush_interval=0.05) as client:
+            for event in events:
+                client.emit(event)
+            assert client.flush(timeout=10) is False  # some were dropped
+            assert (client.sent, client.dropped) == (8, 2), attempt
+        samples = exporter.metrics()
+        assert sum(value for (name, labels), value in samples.items()
+                   if name == "orchestrator_tokens_total" and ("type", "input") in labels) == 800
+        assert exporter.sample("orchestrator_exporter_events_accepted_total",
+                               type="agent.usage") == 8
+
+
+def test_a_422_naming_events_resends_the_rest_at_once_with_their_ids(stand_in: StandIn) -> None:
+    stand_in.refuse_tasks = {"t-1", "t-4"}
+    with ExporterClient(stand_in.url, "t", batch_size=6, flush_interval=0,
+                        max_retry_delay=0.05) as client:
+        for event in _events(6):
+            client.emit(event)
+        assert client.flush(timeout=5) is False
+        assert (client.sent, client.dropped, client.retries) == (4, 2, 0)
+    first, second = stand_in.bodies
+    assert [event["task_id"] for event in second] == ["t-0", "t-2", "t-3", "t-5"]
+    assert _ids([second]) == [_ids([first])[index] for index in (0, 2, 3, 5)]
+

@@ -28,7 +28,8 @@ def create_app(exporter: Exporter, *, admin_token: str) -> FastAPI:
     workers) bodies are parsed in the server process.
     """
     settings = exporter.settings
-    parser = BodyParser(workers=settings.parse_workers, max_events=settings.max_batch_events)
+    parser = BodyParser(workers=settings.parse_workers, max_events=settings.max_batch_events,
+                        max_tokens=settings.max_event_tokens)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

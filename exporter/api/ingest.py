@@ -35,6 +35,8 @@ INLINE_PARSE_BYTES: Final = 512 * 1024
 # A frame's header: the length of the pickle that follows.
 FRAME_HEADER: Final = struct.Struct("!I")
 WORKER_STOP_SECONDS: Final = 10.0
+# Events per request and tokens of one kind per usage event.
+Limits = tuple[int, int]
 # An event as it crosses from a worker: Event's fields in order.
 EventRow = tuple[str, str | None, float, str, dict[str, Any], str, bytes, int | None]
 # What a worker answers: the events and their ledger rows, or the ApiError's status, code,
@@ -92,9 +94,9 @@ def _decode_ndjson(body: bytes) -> list[Any]:
     return raws
 
 
-def validate_events(raws: list[Any], received: float) -> list[Event]:
+def validate_events(raws: list[Any], received: float, max_tokens: int) -> list[Event]:
     """Every event valid, or 422 listing each problem (index, field, reason)."""
-    events, problems = validate_batch(raws, received)
+    events, problems = validate_batch(raws, received, max_tokens=max_tokens)
     if problems:
         details = [problem.as_dict() for problem in problems[:MAX_PROBLEMS]]
         message = f"{len(problems)} of {len(raws)} events are invalid; nothing was stored"
@@ -102,16 +104,16 @@ def validate_events(raws: list[Any], received: float) -> list[Event]:
     return events
 
 
-def parse_body(body: bytes, content_type: str, max_events: int, received: float) -> list[Event]:
+def parse_body(body: bytes, content_type: str, limits: Limits, received: float) -> list[Event]:
     """Decode and validate a body, or raise the ApiError that refuses it."""
-    return validate_events(decode_events(body, content_type, max_events), received)
+    max_events, max_tokens = limits
+    return validate_events(decode_events(body, content_type, max_events), received, max_tokens)
 
 
-def parse_detached(body: bytes, content_type: str, max_events: int,
-                   received: float) -> Parsed:
+def parse_detached(body: bytes, content_type: str, limits: Limits, received: float) -> Parsed:
     """`parse_body` in a worker: plain tuples both ways (cheaper to pickle than objects)."""
     try:
-        events = parse_body(body, content_type, max_events, received)
+        events = parse_body(body, content_type, limits, received)
     except ApiError as error:
         return None, None, (error.status, error.code, error.message, error.details)
     return [(event.type, event.id, event.timestamp, event.source, event.fields, event.dialect,
@@ -137,7 +139,7 @@ class _Worker:
         self.closing = False
         self.reader = asyncio.get_running_loop().create_task(self._read())
 
-    async def parse(self, body: bytes, content_type: str, max_events: int,
+    async def parse(self, body: bytes, content_type: str, limits: Limits,
                     received: float) -> Parsed:
         stdin = self.process.stdin
         if stdin is None or stdin.is_closing() or self.reader.done():
@@ -145,7 +147,7 @@ class _Worker:
         answer: asyncio.Future[Parsed] = asyncio.get_running_loop().create_future()
         self.waiting.append(answer)
         try:
-            stdin.write(frame((body, content_type, max_events, received)))
+            stdin.write(frame((body, content_type, limits, received)))
             await stdin.drain()
         except ConnectionError:  # it died before the reader saw its stdout close
             answer.cancel()
@@ -193,9 +195,9 @@ class BodyParser:
     body costs no hand-over of the GIL on its way to a worker and back.
     """
 
-    def __init__(self, *, workers: int, max_events: int) -> None:
+    def __init__(self, *, workers: int, max_events: int, max_tokens: int) -> None:
         self.workers = workers
-        self.max_events = max_events
+        self.limits: Limits = (max_events, max_tokens)
         self._pool: list[_Worker] = []
         self._next = 0
 
@@ -220,15 +222,14 @@ class BodyParser:
             self._next = (self._next + 1) % len(self._pool)
             worker = self._pool[self._next]
             try:
-                return _rebuilt(await worker.parse(body, content_type, self.max_events,
-                                                   received))
+                return _rebuilt(await worker.parse(body, content_type, self.limits, received))
             except WorkerGoneError:
                 if worker in self._pool:
                     self._pool.remove(worker)
         if len(body) > INLINE_PARSE_BYTES:
-            return await run_in_threadpool(parse_body, body, content_type, self.max_events,
+            return await run_in_threadpool(parse_body, body, content_type, self.limits,
                                            received), None
-        return parse_body(body, content_type, self.max_events, received), None
+        return parse_body(body, content_type, self.limits, received), None
 
 
 def _rebuilt(parsed: Parsed) -> tuple[list[Event], PreparedRows]:

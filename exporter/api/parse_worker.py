@@ -1,6 +1,6 @@
 """A parse worker: `python -m exporter.api.parse_worker`, started by the server's BodyParser.
 
-It reads framed requests (body, content type, event limit, time of receipt) on stdin and answers
+It reads framed requests (body, content type, limits, time of receipt) on stdin and answers
 each, in order, on stdout with the parsed events or the error that refuses them. It exits when
 stdin closes. Ctrl-C reaches the whole process group: the server decides when its workers stop.
 """
@@ -26,9 +26,9 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
         header = requests.read(FRAME_HEADER.size)
         if len(header) < FRAME_HEADER.size:
             return
-        body, content_type, max_events, received = pickle.loads(
+        body, content_type, limits, received = pickle.loads(
             requests.read(FRAME_HEADER.unpack(header)[0]))
-        answers.write(frame(parse_detached(body, content_type, max_events, received)))
+        answers.write(frame(parse_detached(body, content_type, limits, received)))
         answers.flush()
 
 
