@@ -14,12 +14,14 @@ $(STAMP): pyproject.toml
 
 deps: $(STAMP)
 
-# Debian packages for the integration tests; installed only when we are root and they are missing.
+# Debian packages for the integration tests (Node for the @orchestr8 forwarder's); installed only
+# when we are root and they are missing.
 system-deps:
 	@if [ "$$(id -u)" = "0" ] && ! (command -v prometheus && command -v prometheus-alertmanager \
-	    && command -v promtool && command -v amtool && ls /usr/lib/postgresql/*/bin/initdb) >/dev/null 2>&1; then \
+	    && command -v promtool && command -v amtool && command -v node \
+	    && ls /usr/lib/postgresql/*/bin/initdb) >/dev/null 2>&1; then \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-	    prometheus prometheus-alertmanager postgresql; \
+	    prometheus prometheus-alertmanager postgresql nodejs; \
 	fi
 
 run: $(STAMP)

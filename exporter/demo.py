@@ -36,6 +36,7 @@ from types import MappingProxyType
 from typing import Final
 
 from exporter.client import ExporterClient, QueueFullError
+from exporter.demo_sources import RealSources
 from exporter.events import EVENT_TYPES
 from exporter.pricing import NANO_PER_USD, PriceTable, load_price_table
 
@@ -345,6 +346,7 @@ class DemoFleet:
         self._queue: list[tuple[float, int, Callable[[], object]]] = []
         self._order = itertools.count()
         self._serial = itertools.count(1)
+        self._foreign_serial = itertools.count(1)
         self._out: list[DemoEvent] = []
         self._now = 0.0
         self._clock: float | None = None  # simulated up to here
@@ -383,6 +385,7 @@ class DemoFleet:
         """
         events = self.step(now)
         self._now = max(self._now, now)
+        self._real.shutdown()
         for task in list(self._tasks.values()):
             self._end_task(task, "cancelled")
         for run in list(self._runs.values()):
@@ -418,6 +421,9 @@ class DemoFleet:
         self._at(2.0, self._arrive_run)
         self._at(5.0, self._metrics_update)
         self._at(8.0, self._research_task)
+        self._real = RealSources(seed=self.seed, tag=self._tag, now=lambda: self._now,
+                                 at=self._at, emit=self._emit_foreign)
+        self._real.begin()
         self._at(20.0, partial(self._log, "critical", "Claude API overloaded (529); new agents "
                                "paused for 5 s", "dotted"))
         self._opening()
@@ -442,6 +448,13 @@ class DemoFleet:
         else:
             event = {"type": event_type, "timestamp": timestamp, **fields}
         event["id"] = f"{self.source}-{self._tag}-{next(self._serial)}"
+        event["source"] = self.source
+        self._out.append(event)
+
+    def _emit_foreign(self, event: DemoEvent) -> None:
+        """A real orchestrator's own shape, with an id and a time as the forwarders add them."""
+        event.setdefault("timestamp", _iso(round(self._now, 3)))
+        event["id"] = f"{self.source}-{self._tag}-r{next(self._foreign_serial)}"
         event["source"] = self.source
         self._out.append(event)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import collections
 import itertools
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -31,9 +32,12 @@ from exporter.demo import (
     run_demo,
 )
 from exporter.events import AGENT_STATUSES, EVENT_TYPES, LOG_LEVELS, Event, validate_batch
-from exporter.pricing import NANO_PER_USD, load_price_table
+from exporter.pricing import NANO_PER_USD, load_price_table, usd_to_nano
+from exporter.state import FleetState
 
 START = 1_790_000_000.0  # 2026-09-21T14:13:20Z
+# Ids of the events in the real orchestrators' shapes: `{source}-{tag}-r{n}` (and `#k`).
+REAL_SOURCE_ID = re.compile(r"-r\d+(#\d+)?$")
 MINUTE = 60.0
 
 
@@ -42,6 +46,7 @@ class Run:
     fleet: DemoFleet
     raw: list[DemoEvent]
     events: list[Event]  # canonical form, as the exporter reads them
+    real: list[Event]  # translated from the real orchestrators' shapes
 
     def of_type(self, *types: str) -> list[Event]:
         return [event for event in self.events if event.type in types]
@@ -59,7 +64,18 @@ def simulate(*, seed: int = 42, rate: float = 20.0, scenario: str | None = None,
         raw.extend(fleet.step(START + index * tick))
     events, problems = validate_batch(raw, START + ticks * tick + 1)
     assert problems == []
-    return Run(fleet, raw, events)
+    return split_run(fleet, raw, events)
+
+
+def split_run(fleet: DemoFleet, raw: list[DemoEvent], events: list[Event]) -> Run:
+    """The real orchestrators' shapes (exporter/demo_sources.py) are checked on their own
+    (test_the_real_sources_count_exactly): the other tests read the canonical fleet's events."""
+    return Run(fleet, raw, [event for event in events if not is_real_source(event)],
+               [event for event in events if is_real_source(event)])
+
+
+def is_real_source(event: Event) -> bool:
+    return event.id is not None and REAL_SOURCE_ID.search(event.id) is not None
 
 
 @cache
@@ -80,8 +96,15 @@ def costs(run: Run) -> list[tuple[float, float, Event]]:
     """(timestamp, USD, usage event) as the exporter prices them: cost_usd, else the table."""
     prices = load_price_table()
     result = []
+    counted: dict[str, float] = {}  # running totals: what is counted per agent so far
     for event in run.of_type("agent.usage"):
         fields = event.fields
+        if fields.get("totals"):
+            agent_id = fields["agent_id"]
+            increase = max(0.0, fields.get("cost_usd", 0.0) - counted.get(agent_id, 0.0))
+            counted[agent_id] = counted.get(agent_id, 0.0) + increase
+            result.append((event.timestamp, increase, event))
+            continue
         usd = fields.get("cost_usd")
         if usd is None:
             price = prices.lookup(fields["model"])
@@ -232,12 +255,14 @@ def test_ids_are_unique_and_differ_for_another_start_time() -> None:
 
 def test_every_type_status_and_log_level_appears_within_two_minutes() -> None:
     run = simulate(minutes=2)
-    assert {event.type for event in run.events} == set(EVENT_TYPES)
+    assert {event.type for event in run.events + run.real} == set(EVENT_TYPES)
     statuses = {event.fields["status"] for event in run.of_type("agent.status_changed")}
     assert statuses == set(AGENT_STATUSES)
     assert {event.fields["level"] for event in run.of_type("log.entry")} == set(LOG_LEVELS)
     submitted = run.of_type("task.submitted")
-    assert {event.fields["analyst"] for event in submitted} == {True, False}
+    # a dashboard task's first rows come before its plan: analyst not yet known
+    assert {event.fields["analyst"] for event in submitted if "analyst" in event.fields} == \
+        {True, False}
     assert {event.fields["mode"] for event in submitted} == {"sequential", "parallel"}
 
 
@@ -325,7 +350,7 @@ def test_shutdown_leaves_nothing_running_and_deletes_every_agent() -> None:
     raw.extend(fleet.shutdown(START + 301))
     events, problems = validate_batch(raw, START + 400)
     assert problems == []
-    run = Run(fleet, raw, events)
+    run = split_run(fleet, raw, events)
     created = {event.fields["agent_id"] for event in run.of_type("agent.created")}
     deleted = {event.fields["agent_id"] for event in run.of_type("agent.deleted")}
     assert created == deleted
@@ -526,7 +551,7 @@ def test_main_demo_sends_valid_events_then_the_wind_down() -> None:
     events, problems = validate_batch(raw, START * 2)
     assert problems == [] and len(events) > 3
     assert all(headers["Authorization"] == "Bearer token" for headers in exporter.headers)
-    run = Run(DemoFleet(), raw, events)
+    run = split_run(DemoFleet(), raw, events)
     assert set(task_types(run)) == {event.fields["task_id"] for event in run.of_type(
         "task.completed", "task.failed", "task.cancelled")}  # the wind-down was delivered
 
@@ -549,3 +574,35 @@ def test_every_scenario_yields_valid_events(scenario: str) -> None:
     raw += fleet.shutdown(START + 6 * MINUTE + 1)
     events, problems = validate_batch(raw, START + 7 * MINUTE)
     assert problems == [] and len(events) > 1000
+
+
+def test_the_real_sources_count_exactly() -> None:
+    """The demo's share in the real orchestrators' shapes, applied by the fleet state: each
+    agent's billed total counts once beside the dashboard's estimate, bus runs correlate."""
+    run = simulate(minutes=10)
+    state = FleetState(prices=load_price_table(), budgets=(), label_value_limit=100)
+    events, _ = validate_batch(run.raw, START + 11 * MINUTE)  # in the order they were sent
+    state.apply_all(events)
+    families = state.families
+    billed = {event.fields["agent_id"]: event.fields["cost_usd"] for event in run.real
+              if event.type == "agent.usage" and event.dialect == "orchestrator_monitor"}
+    assert len(billed) >= 10
+    unknown_model = sum(value for labels, value in families.cost.values.items()
+                        if labels[2] == "unknown")
+    assert unknown_model == sum(usd_to_nano(cost) for cost in billed.values())
+    assert sum(families.uncorrelated.values.values()) == 0
+    assert families.ignored.values[("orchestr8", "retry.attempted")] > 0
+    runs = {labels[2]: value for labels, value in families.runs.values.items()
+            if labels[1] == "nightly-digest"}
+    started = families.runs_started.values[("demo", "nightly-digest")]
+    assert runs["completed"] >= 5 and runs["cancelled"] >= 1
+    assert started - sum(runs.values()) in (0, 1)  # one may still be running
+    bus_steps: collections.Counter[str] = collections.Counter()
+    for labels, value in families.steps.values.items():
+        if labels[1] == "nightly-digest":
+            bus_steps[labels[4]] += value
+    assert bus_steps["completed"] == 3 * runs["completed"] + runs["cancelled"]
+    assert bus_steps["cancelled"] == runs["cancelled"]
+    python_tasks = [event for event in run.real if event.type == "task.completed"]
+    assert python_tasks and all(event.dialect == "orchestrator_dashboard"
+                                for event in python_tasks)
