@@ -45,7 +45,10 @@ def test_docs_list_every_orchestrator_metric_with_its_labels(exporter_factory):
     for batch in mixed_stream(total=2000, start=time.time() - 600).batches:
         assert exporter.post_events(batch).status_code == 200
     still_open = [{"type": "task.submitted", "task_id": "open-task", "task_type": "docs"},
-                  {"type": "workflow.started", "run_id": "open-run", "workflow": "release"}]
+                  {"type": "workflow.started", "run_id": "open-run", "workflow": "release"},
+                  # a real source's event with nothing to count, and a step of no known run
+                  {"type": "retry.attempted", "stepId": "build", "attempt": 1, "delay": 500},
+                  {"type": "step.completed", "stepId": "nowhere", "output": None}]
     assert exporter.post_events(still_open).status_code == 200
     families = {name: value for name, value in exposed(exporter.metrics_text()).items()
                 if name.startswith("orchestrator_")}

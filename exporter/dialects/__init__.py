@@ -47,7 +47,8 @@ def recognise(raw: Mapping[str, Any]) -> Receiver | None:
             raise ForeignEventError("dialect", "must be one of canonical, "
                                     + ", ".join(_BY_NAME))
         return receiver
-    candidates = _BY_TYPE.get(raw.get("type"))  # type: ignore[arg-type]
+    event_type = raw.get("type")
+    candidates = _BY_TYPE.get(event_type) if isinstance(event_type, str) else None
     if candidates is None:
         return None
     for receiver in candidates:
