@@ -71,12 +71,6 @@ def dollars(value: object, field: str) -> float | None:
     raise ForeignEventError(field, "must be an amount in dollars (a number or \"$0.0973\")")
 
 
-def cents(value: object, field: str) -> float | None:
-    """USD from whole cents."""
-    amount = dollars(value, field)
-    return None if amount is None else amount / 100
-
-
 def error_parts(value: object) -> dict[str, Any]:
     """`error` and `error_type` from a message or an `{name, message}` (or `{code}`) object."""
     if value is None:
