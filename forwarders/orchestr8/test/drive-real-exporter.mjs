@@ -6,28 +6,12 @@
 // prints the stats again.
 
 import { randomUUID } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import { createInterface } from 'node:readline';
 
 import { forwardBus } from '../forwarder.mjs';
+import { FakeBus } from './fake-bus.mjs';
 
 const { EXPORTER_URL: url, EXPORTER_TOKEN: token } = process.env;
-
-// Like @orchestr8's BoundedEventBus (as in forwarder.test.mjs): each listener called with the
-// bare event in a microtask, what it throws swallowed.
-class FakeBus extends EventEmitter {
-  publish(event) {
-    for (const listener of this.listeners(event.type)) {
-      queueMicrotask(() => {
-        try {
-          listener(event);
-        } catch (error) {
-          console.error(`a listener threw: ${error}`);
-        }
-      });
-    }
-  }
-}
 
 if (url === undefined) {
   // `node --test test/` runs every file in test/: without an exporter there is nothing to drive.
@@ -49,7 +33,11 @@ async function forwardAll(idPrefix) {
     // An engine emits between awaits: each event is delivered before the next is emitted.
     await new Promise((resolve) => { setImmediate(resolve); });
   }
-  return forwarder.close({ timeoutMs: 20_000 });
+  const stats = await forwarder.close({ timeoutMs: 20_000 });
+  if (bus.swallowed.length > 0) {
+    throw new Error(`a listener threw: ${bus.swallowed.join('; ')}`);
+  }
+  return stats;
 }
 
 // Three executions, one after another, in @orchestr8's order of events.

@@ -1,31 +1,13 @@
 // The forwarder against a stand-in of the exporter's ingest API on a loopback port.
 
 import assert from 'node:assert/strict';
-import { EventEmitter } from 'node:events';
 import { createServer } from 'node:http';
 import { test } from 'node:test';
 
 import { EVENT_TYPES, forwardBus } from '../forwarder.mjs';
+import { FakeBus } from './fake-bus.mjs';
 
 const TOKEN = 'test-token';
-
-// Like @orchestr8's BoundedEventBus: on/off of EventEmitter, each listener called in a microtask
-// with the bare event, and what a listener throws swallowed (kept here so tests can see it).
-class FakeBus extends EventEmitter {
-  swallowed = [];
-
-  publish(event) {
-    for (const listener of this.listeners(event.type)) {
-      queueMicrotask(() => {
-        try {
-          listener(event);
-        } catch (error) {
-          this.swallowed.push(error);
-        }
-      });
-    }
-  }
-}
 
 // Answers 200 {accepted, duplicates} by id, unless told otherwise for the next requests.
 class StandIn {
