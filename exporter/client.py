@@ -57,12 +57,16 @@ class _Batch:
     __slots__ = ("body", "count", "parts")
 
     def __init__(self, parts: list[bytes]) -> None:
+        self._hold(parts)
+
+    def _hold(self, parts: list[bytes]) -> None:
         self.parts = parts
         self.count = len(parts)
         self.body = b"[" + b",".join(parts) + b"]"
 
-    def without(self, indexes: set[int]) -> _Batch:
-        return _Batch([part for index, part in enumerate(self.parts) if index not in indexes])
+    def drop(self, indexes: set[int]) -> None:
+        """Leave out these positions, in place: on a failure the sender settles what remains."""
+        self._hold([part for index, part in enumerate(self.parts) if index not in indexes])
 
 
 class ExporterClient:
@@ -290,13 +294,11 @@ class ExporterClient:
     def _deliver(self, batch: _Batch) -> None:
         attempt = 0
         while True:
-            outcome = self._post(batch)
-            if isinstance(outcome, _Batch):  # the events the exporter did not name, at once
-                batch = outcome
-                continue
-            retry_after = outcome
+            retry_after = self._post(batch)
             if retry_after is None:
                 return
+            if retry_after < 0:  # the events the exporter did not name: again at once
+                continue
             if self._stop.is_set():
                 return  # close() gave up waiting; it counts the batch as dropped
             delay = min(self.max_retry_delay, FIRST_RETRY_DELAY * 2**attempt)
@@ -308,9 +310,9 @@ class ExporterClient:
             if self._stop.wait(delay):
                 return
 
-    def _post(self, batch: _Batch) -> float | _Batch | None:
-        """Send once; None when settled (acknowledged or dropped), the rest of the batch to send
-        at once after a 422 that named some events, else seconds to wait first."""
+    def _post(self, batch: _Batch) -> float | None:
+        """Send once; None when settled (acknowledged or dropped), -1 to send what is left of
+        the batch at once (after a 422 that named some of it), else seconds to wait first."""
         try:
             response = self._http.post(EVENTS_PATH, content=batch.body)
         except httpx.HTTPError as error:
@@ -332,13 +334,13 @@ class ExporterClient:
         self._settle(batch.count, acknowledged=response.is_success)
         return None
 
-    def _drop_named(self, batch: _Batch, named: dict[int, list[str]]) -> _Batch | None:
+    def _drop_named(self, batch: _Batch, named: dict[int, list[str]]) -> float | None:
         for index, reasons in sorted(named.items()):
             logger.error("exporter refused an event, dropped: %s; %s",
                          "; ".join(reasons), batch.parts[index][:500].decode(errors="replace"))
         self._settle(len(named), acknowledged=False)
-        rest = batch.without(set(named))
-        return rest if rest.count else None
+        batch.drop(set(named))
+        return -1.0 if batch.count else None
 
     def _settle(self, count: int, *, acknowledged: bool) -> None:
         with self._lock:

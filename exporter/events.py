@@ -18,10 +18,18 @@ from typing import Any, Final
 
 import orjson
 
-from exporter.dialects import DIALECT_NAMES, ForeignEventError, Receiver, recognise
+from exporter.dialects import (
+    CLAIMED_TYPES,
+    DIALECT_NAMES,
+    ForeignEventError,
+    Receiver,
+    recognise,
+    recognise_unknown,
+)
+from exporter.dialects.base import MAX_TEXT
 
 MAX_NAME_LENGTH: Final = 128
-MAX_TEXT_LENGTH: Final = 16_384
+MAX_TEXT_LENGTH: Final = MAX_TEXT  # receivers cut a source's free text to it
 MAX_COUNT: Final = 1_000_000_000
 MAX_USD: Final = 1_000_000.0
 MAX_SECONDS: Final = 10_000_000.0
@@ -436,6 +444,8 @@ def _expand(raw: object, received: float) -> Expanded:
         return [(_normalize(raw, received), raw)]  # type: ignore[list-item]
     try:
         receiver = recognise(raw)
+        if receiver is None and raw.get("type") not in TYPE_ALIASES:
+            receiver = recognise_unknown(raw)
         translated = receiver.translate(raw) if receiver is not None else None
     except ForeignEventError as error:
         raise _InvalidFieldError(error.field, error.reason) from None
@@ -460,11 +470,12 @@ def _expand(raw: object, received: float) -> Expanded:
 def _translated_ids(raw: dict[str, Any], receiver: Receiver, count: int) -> list[str]:
     """The source's id, or one derived from the content where the receiver allows it, with
     `#n` for the n-th further translation: a resend repeats them all."""
-    given = raw.get("id")
+    given = _event_id(raw)
     if given is not None:
-        base = _event_id(raw)
-        assert base is not None
-        base = base[:MAX_NAME_LENGTH - 4]
+        base = given
+        if count > 1 and len(given) > MAX_NAME_LENGTH - 4:  # room for `#n`, still one per id
+            digest = hashlib.blake2b(given.encode(), digest_size=8).hexdigest()
+            base = f"{given[:100]}~{digest}"
     elif receiver.keyed(raw):
         digest = hashlib.blake2b(orjson.dumps(raw, option=orjson.OPT_SORT_KEYS),
                                  digest_size=16).hexdigest()
@@ -520,20 +531,36 @@ def validate_batch(raws: list[Any], received: float, *,
     """Validate every event; the caller refuses the batch if any problem is returned.
     A problem's index is the raw event's position, whatever it was translated into. A usage
     event (not running totals) with more than `max_tokens` of one kind is a problem too."""
-    expanded: Expanded = []
+    events: list[Event] = []
+    stored: list[object] = []
     problems: list[Problem] = []
+    limited = max_tokens < MAX_COUNT
     for index, raw in enumerate(raws):
         try:
-            events = _expand(raw, received)
-            if max_tokens < MAX_COUNT:
-                _check_token_limit(events, max_tokens)
-            expanded.extend(events)
+            if type(raw) is dict and _plainly_canonical(raw) and not limited:
+                events.append(_normalize(raw, received))  # the hot path: no receiver's type
+                stored.append(raw)
+                continue
+            expanded = _expand(raw, received)
+            if limited:
+                _check_token_limit(expanded, max_tokens)
         except _InvalidFieldError as invalid:
             problems.append(Problem(index, invalid.field_name, invalid.reason))
+            continue
+        for event, translated in expanded:
+            events.append(event)
+            stored.append(translated)
     if not problems:
-        for event, stored in expanded:
-            _seal(event, stored)
-    return [event for event, _ in expanded], problems
+        for event, payload in zip(events, stored, strict=True):
+            _seal(event, payload)
+    return events, problems
+
+
+def _plainly_canonical(raw: dict[str, Any]) -> bool:
+    """A canonical type no receiver claims, with no dialect hint: no receiver to ask."""
+    event_type = raw.get("type")
+    return type(event_type) is str and event_type in TYPE_ALIASES \
+        and event_type not in CLAIMED_TYPES and "dialect" not in raw
 
 
 _SCHEMA_TYPES: Final[dict[str, dict[str, object]]] = {

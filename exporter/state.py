@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from exporter.budgets import BudgetTracker, epoch_day
 from exporter.config import Budget
@@ -23,6 +23,9 @@ NONE: Final = "none"
 UNSPECIFIED: Final = "unspecified"
 # Terminal events repeated for a task or run already ended are ignored; this many are remembered.
 ENDED_MEMORY: Final = 100_000
+# Deleted agents remembered for what their sources say late (a final total after the deletion
+# arrives seconds or minutes later); fewer, since an agent weighs more than a key.
+DELETED_AGENT_MEMORY: Final = 10_000
 
 
 
@@ -164,6 +167,7 @@ class Snapshot:
     counters: dict[str, int] = field(default_factory=dict)
     histograms: dict[str, Histogram] = field(default_factory=dict)
     agents: list[Agent] = field(default_factory=list)
+    deleted_agents: list[Agent] = field(default_factory=list)
     tasks: list[Task] = field(default_factory=list)
     ended_tasks: list[tuple[str, str]] = field(default_factory=list)
     runs: list[Run] = field(default_factory=list)
@@ -261,6 +265,9 @@ class FleetState:
         self.budgets = BudgetTracker(self._budget_config)
         self.agents: dict[AgentKey, Agent] = {}
         self.live: dict[AgentKey, Agent] = {}
+        # Deleted agents, remembered: what a source says of one after its deletion (a late
+        # running total, a late tool call) counts against it, and does not bring it back.
+        self.deleted_agents: dict[AgentKey, Agent] = {}
         self.agent_counts: dict[tuple[str, str, str], int] = {}
         self.tasks: dict[AgentKey, Task] = {}
         self.task_agents: dict[AgentKey, set[AgentKey]] = {}
@@ -351,6 +358,8 @@ class FleetState:
 
     def _agent_created(self, event: Event) -> None:
         fields = event.fields
+        if (event.source, fields["agent_id"]) in self.deleted_agents:
+            return  # a row repeated after the deletion
         is_new = (event.source, fields["agent_id"]) not in self.agents
         agent = self._agent(event.source, fields["agent_id"], event.timestamp, fields["role"])
         self._count_agent(agent, -1)
@@ -380,6 +389,8 @@ class FleetState:
             agent.task_type = UNKNOWN
 
     def _agent_status_changed(self, event: Event) -> None:
+        if (event.source, event.fields["agent_id"]) in self.deleted_agents:
+            return
         agent = self._agent(event.source, event.fields["agent_id"], event.timestamp)
         self._count_agent(agent, -1)
         agent.status = event.fields["status"]
@@ -392,7 +403,7 @@ class FleetState:
 
     def _agent_usage(self, event: Event) -> None:
         fields = event.fields
-        agent = self._agent(event.source, fields["agent_id"], event.timestamp)
+        agent = self._counted_agent(event.source, fields["agent_id"], event.timestamp)
         model = fields.get("model") or agent.model
         if agent.model == UNKNOWN and model != UNKNOWN:
             agent.model = model
@@ -448,9 +459,18 @@ class FleetState:
                                          "task_type": agent.task_type,
                                          "workflow": agent.workflow}, cost)
 
+    def _counted_agent(self, source: str, agent_id: str, timestamp: float) -> Agent:
+        """The agent that usage and tool calls count against, a deleted one included."""
+        key = (source, agent_id)
+        agent = self.deleted_agents.get(key)
+        if agent is None:
+            return self._agent(source, agent_id, timestamp)
+        self._dirty_agents[key] = agent
+        return agent
+
     def _agent_tool_call(self, event: Event) -> None:
         fields = event.fields
-        agent = self._agent(event.source, fields["agent_id"], event.timestamp)
+        agent = self._counted_agent(event.source, fields["agent_id"], event.timestamp)
         labels, by_outcome = self._tool_series.get((event.source, agent.role, fields["tool"]))
         self.families.tool_calls.inc(by_outcome[fields["outcome"]])
         self.families.tool_calls.touch(by_outcome["error"])
@@ -466,6 +486,7 @@ class FleetState:
             return
         self._count_agent(agent, -1)
         self.live.pop(key, None)
+        self._remember(self.deleted_agents, key, agent, DELETED_AGENT_MEMORY)
         agent.deleted = True
         agent.last_activity = max(agent.last_activity, event.timestamp)
         self._dirty_agents[key] = agent
@@ -545,9 +566,10 @@ class FleetState:
             self._count_error(task.source, "task", event.fields.get("error_type"))
 
     @staticmethod
-    def _remember(ended: dict[AgentKey, None], key: AgentKey) -> None:
-        ended[key] = None
-        if len(ended) > ENDED_MEMORY:
+    def _remember(ended: dict[AgentKey, Any], key: AgentKey, value: Any = None,
+                  limit: int = ENDED_MEMORY) -> None:
+        ended[key] = value
+        if len(ended) > limit:
             del ended[next(iter(ended))]
 
     # workflow runs and steps
@@ -592,14 +614,19 @@ class FleetState:
             self.families.runs.touch((*labels, status))
 
     def _ending_run(self, event: Event) -> Run | None:
+        """The run a workflow end names, or the one open run of its workflow. With several
+        open, the oldest: counted as uncorrelated, but closed, so that one lost or overlapping
+        end cannot keep every later run of the workflow open."""
         run_id = event.fields.get("run_id")
         if run_id is not None:
             return self._run(event.source, run_id)
         open_runs = self._open_runs_of(event.source, event.fields["workflow"])
         if len(open_runs) != 1:
             self._uncorrelated(event)
+        if not open_runs:
             return None
-        return self._run(event.source, open_runs[0].run_id)
+        oldest = min(open_runs, key=lambda run: run.started_at or 0.0)
+        return self._run(event.source, oldest.run_id)
 
     def _workflow_ended(self, event: Event) -> None:
         run = self._ending_run(event)
@@ -638,17 +665,22 @@ class FleetState:
         if run_id is not None:
             return None if (event.source, run_id) in self.ended_runs else run_id
         step_id = fields["step_id"]
-        running, seen = [], False
+        running: list[Step] = []
+        seen = False
         for (source, candidate), step_ids in self.run_steps.items():
             if source == event.source and step_id in step_ids:
                 seen = True
-                if self.steps[(source, candidate, step_id)].status == "running":
-                    running.append(candidate)
+                step = self.steps[(source, candidate, step_id)]
+                if step.status == "running":
+                    running.append(step)
         if len(running) == 1:
-            return running[0]
-        if not seen or running:  # nowhere, or in several runs at once
+            return running[0].run_id
+        if not seen or running:  # nowhere, or running in several runs at once
             self._uncorrelated(event)
-        return None  # a step that already ended, told again: nothing to count
+        if not running:
+            return None  # nowhere, or a step that already ended told again: nothing to count
+        # Several: the one that started first (counted as uncorrelated all the same).
+        return min(running, key=lambda step: step.started_at or 0.0).run_id
 
     def _step(self, event: Event, run_id: str) -> tuple[Step, str]:
         fields = event.fields
@@ -757,6 +789,8 @@ class FleetState:
             self._count_agent(agent, 1)
             if agent.task_id is not None:
                 self.task_agents.setdefault((agent.source, agent.task_id), set()).add(key)
+        self.deleted_agents = {(agent.source, agent.agent_id): agent
+                               for agent in snapshot.deleted_agents}
         self.tasks = {(task.source, task.task_id): task for task in snapshot.tasks}
         self.ended_tasks = dict.fromkeys(snapshot.ended_tasks)
         self.runs = {(run.source, run.run_id): run for run in snapshot.runs}

@@ -100,3 +100,14 @@ def test_docs_events_md_names_every_type_and_field():
     for event_type, specs in EVENT_TYPES.items():
         assert event_type in table, event_type
         assert {spec.name for spec in specs} == table[event_type], event_type
+
+
+def test_long_source_ids_stay_distinct_through_translation():
+    first, second = "x" * 124 + "aaaa", "x" * 124 + "bbbb"
+    frame = {"type": "agent_update", "data": {"id": "a-1", "role": "BUILDER", "status": "idle"}}
+    ids = [event.id for raw_id in (first, second)
+           for event in validate_batch([{**frame, "id": raw_id}], NOW)[0]]
+    assert len(ids) == 6 and len(set(ids)) == 6
+    assert all(event_id is not None and len(event_id) <= 128 for event_id in ids)
+    one = {"type": "execution.started", "executionId": "e-1"}
+    assert [event.id for event in validate_batch([{**one, "id": first}], NOW)[0]] == [first]

@@ -131,8 +131,11 @@ def test_ambiguous_and_unknown_events_are_stored_and_counted_never_refused(expor
     assert ignored == {("orchestr8", "timeout.exceeded"): 1,
                        ("orchestr8", "connection.established"): 1,
                        ("orchestrator_dashboard", "task_deleted"): 1}
-    assert total(samples, "orchestrator_steps_total") == 0
+    # the ambiguous ends go to the oldest candidate: e-1's step, then e-1 itself
+    assert total(samples, "orchestrator_steps_total", status="completed") == 1
+    assert total(samples, "orchestrator_workflow_runs_total", status="completed") == 1
     assert total(samples, "orchestrator_workflow_runs_started_total") == 2
+    assert total(samples, "orchestrator_workflow_runs_active") == 1
 
 
 def test_a_broken_event_of_a_known_shape_still_gets_the_structured_422(exporter_factory):
@@ -150,3 +153,49 @@ def test_a_broken_event_of_a_known_shape_still_gets_the_structured_422(exporter_
         (0, "data.total_cost"), (2, "data.status")]
     assert exporter.sample("orchestrator_workflow_runs_started_total", source="default",
                            workflow="wf") is None
+
+
+def test_a_total_after_the_agent_was_deleted_counts_once_and_survives_kill9(exporter_factory):
+    exporter = exporter_factory()
+    deleted = {"timestamp": "2025-11-09T23:44:52.118904+00:00", "type": "agent_deleted",
+               "data": {"agent_id": "a-1", "metrics": {
+                   "input_tokens": 100, "output_tokens": 1000, "cache_read_input_tokens": 5000,
+                   "cache_creation_input_tokens": 0, "total_cost": 0.02}}}
+    final_row = {"type": "agent_update", "data": {
+        "id": "a-1", "role": "BUILDER", "status": "completed", "task_id": None,
+        "updated_at": "2025-11-09T23:45:00.000001", "total_input_tokens": 100,
+        "total_output_tokens": 1000, "cache_read_tokens": 5000, "cache_creation_tokens": 0,
+        "total_cost": "$0.0153"}}
+    created = {"timestamp": "2025-11-09T23:41:07.512233+00:00", "type": "agent_created",
+               "data": {"agent_id": "a-1", "name": "Builder Agent", "role": "builder"}}
+    assert exporter.post_events([created, deleted], content_type=NDJSON).status_code == 200
+    exporter.kill9()
+    exporter.start()
+    # the dashboard's last frame, late, through a sender that gave it an id of its own
+    assert exporter.post_events([{**final_row, "id": "late-1"}],
+                                content_type=NDJSON).status_code == 200
+    samples = exporter.metrics()
+    assert total(samples, "orchestrator_tokens_total") == 6100
+    assert round(total(samples, "orchestrator_cost_usd_total") * 1e9) == 20_000_000
+    assert total(samples, "orchestrator_agents_created_total") == 1
+    assert total(samples, "orchestrator_agents") == 0  # deleted, and not brought back
+
+
+def test_long_error_text_and_unknown_types_of_a_known_form_are_kept(exporter_factory):
+    exporter = exporter_factory()
+    traceback = "Traceback (most recent call last):\n" + "  frame\n" * 4000
+    events = [
+        {"type": "task_update", "data": {"id": "t-1", "status": "failed", "task_type": "bug_fix",
+                                         "error": traceback, "workflow": ["BUILDER"]}},
+        {"type": "step.retrying", "stepId": "build", "executionId": "e-9"},
+        {"type": "agent_paused", "dialect": "orchestrator_monitor",
+         "data": {"agent_id": "a-1"}},
+    ]
+    response = exporter.post_events(events, content_type=NDJSON)
+    assert response.status_code == 200, response.text
+    samples = exporter.metrics()
+    assert total(samples, "orchestrator_tasks_total", status="failed") == 1
+    ignored = {dict(labels)["type"]: value for (name, labels), value in samples.items()
+               if name == "orchestrator_exporter_events_ignored_total"}
+    assert ignored == {"step.retrying": 1, "agent_paused": 1}
+    assert total(samples, "orchestrator_log_entries_total") == 0

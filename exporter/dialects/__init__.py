@@ -24,12 +24,14 @@ RECEIVERS: Final[tuple[Receiver, ...]] = (
 IN_PROCESS: Final = ("orchestrator_progress", "orchestrator_logs")
 DIALECT_NAMES: Final = ("canonical", *(receiver.name for receiver in RECEIVERS), *IN_PROCESS)
 _BY_NAME: Final = {receiver.name: receiver for receiver in RECEIVERS}
+CLAIMED_TYPES: Final = frozenset(kind for receiver in RECEIVERS for kind in receiver.types)
 _BY_TYPE: Final[dict[str, tuple[Receiver, ...]]] = {}
 for _receiver in RECEIVERS:
     for _type in _receiver.types:
         _BY_TYPE[_type] = (*_BY_TYPE.get(_type, ()), _receiver)
 
-__all__ = ["DIALECT_NAMES", "RECEIVERS", "ForeignEventError", "Receiver", "recognise"]
+__all__ = ["CLAIMED_TYPES", "DIALECT_NAMES", "RECEIVERS", "ForeignEventError", "Receiver",
+           "recognise", "recognise_unknown"]
 
 
 def recognise(raw: Mapping[str, Any]) -> Receiver | None:
@@ -55,3 +57,9 @@ def recognise(raw: Mapping[str, Any]) -> Receiver | None:
         if receiver.recognises(raw):
             return receiver
     return None
+
+
+def recognise_unknown(raw: Mapping[str, Any]) -> Receiver | None:
+    """The receiver whose form an event of a type nobody knows has (a newer version of its
+    source, say): it is stored and counted as ignored instead of refused."""
+    return next((receiver for receiver in RECEIVERS if receiver.recognises_unknown(raw)), None)

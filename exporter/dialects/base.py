@@ -12,6 +12,8 @@ from typing import Any, Final
 Raw = Mapping[str, Any]
 Canonical = dict[str, Any]
 
+# The contract's longest free text (events.MAX_TEXT_LENGTH is this).
+MAX_TEXT: Final = 16_384
 # Anything above this many Unix seconds is taken as milliseconds (it is the year 5138).
 EPOCH_MILLISECONDS_ABOVE: Final = 1e11
 _NOT_IN_NAME: Final = re.compile(r"[^A-Za-z0-9 _\-.:/@+#]")
@@ -40,6 +42,8 @@ class Receiver:
     recognises: Callable[[Raw], bool]
     translate: Callable[[Raw], list[Canonical]]
     keyed: Callable[[Raw], bool]
+    # An event of a type it does not list but of its form: translated to `event.ignored`.
+    recognises_unknown: Callable[[Raw], bool] = lambda raw: False
 
 
 def timestamp(value: object, zone: tzinfo = UTC) -> object:
@@ -71,20 +75,25 @@ def dollars(value: object, field: str) -> float | None:
     raise ForeignEventError(field, "must be an amount in dollars (a number or \"$0.0973\")")
 
 
+def text(value: object) -> str | None:
+    """Free text of a source, cut to what the contract keeps: a source's long error message
+    (a traceback, say) must not cost its event."""
+    if value is None:
+        return None
+    return (value if isinstance(value, str) else str(value))[:MAX_TEXT]
+
+
 def error_parts(value: object) -> dict[str, Any]:
     """`error` and `error_type` from a message or an `{name, message}` (or `{code}`) object."""
     if value is None:
         return {}
     if isinstance(value, Mapping):
-        parts: dict[str, Any] = {}
-        message = value.get("message")
-        if message is not None:
-            parts["error"] = message if isinstance(message, str) else str(message)
+        parts: dict[str, Any] = present(error=text(value.get("message")))
         kind = value.get("name") or value.get("code")
         if isinstance(kind, str) and kind:
             parts["error_type"] = kind
         return parts
-    return {"error": value if isinstance(value, str) else str(value)}
+    return {"error": text(value)}
 
 
 def present(**fields: Any) -> Canonical:

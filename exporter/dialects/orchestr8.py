@@ -50,6 +50,12 @@ def _recognises(raw: Raw) -> bool:
     return "run_id" not in raw and "runId" not in raw and any(key in raw for key in _IDS)
 
 
+def _recognises_unknown(raw: Raw) -> bool:
+    """A dotted type (the bus's naming) beside the bus's own ids, e.g. a newer `step.retrying`."""
+    event_type = raw.get("type")
+    return isinstance(event_type, str) and "." in event_type and _recognises(raw)
+
+
 def _translate(raw: Raw) -> list[Canonical]:
     kind = raw["type"]
     if kind in IGNORED:
@@ -63,7 +69,9 @@ def _translate(raw: Raw) -> list[Canonical]:
     if kind in _STEPS:
         return [{**rest, **when, **_error_fields(kind, errors), "type": kind,
                  **present(run_id=flat.get("executionId"), step_id=flat.get("stepId"))}]
-    canonical = _RUNS[kind]
+    canonical = _RUNS.get(kind)
+    if canonical is None:  # a type of its form that it does not list
+        return ignored(raw)
     return [{**rest, **when, **_error_fields(canonical, errors), "type": canonical,
              **present(run_id=flat.get("executionId"), workflow=flat.get("workflowId"))}]
 
@@ -80,4 +88,5 @@ RECEIVER: Final = Receiver(
     name="orchestr8", types=TYPES, recognises=_recognises, translate=_translate,
     # Bare bus events carry no time of their own: two equal ones may be two facts (the same
     # step of two runs), so only an event with a timestamp gets an id from its content.
-    keyed=lambda raw: raw.get("timestamp") is not None)
+    keyed=lambda raw: raw.get("timestamp") is not None,
+    recognises_unknown=_recognises_unknown)

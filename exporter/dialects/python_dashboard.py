@@ -19,6 +19,7 @@ from exporter.dialects.base import (
     dollars,
     ignored,
     present,
+    text,
     timestamp,
 )
 
@@ -85,7 +86,7 @@ def _task(row: dict[str, Any]) -> list[Canonical]:
     moved = {"type": step, "task_id": task_id,
              **present(timestamp=timestamp(ended or row.get("updated_at")))}
     if step == "task.failed":
-        moved.update(present(error=row.get("error")))
+        moved.update(present(error=text(row.get("error"))))
     return [submitted, moved]
 
 

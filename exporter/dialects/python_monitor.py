@@ -14,7 +14,16 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from exporter.dialects.base import Canonical, Raw, Receiver, dollars, present, timestamp
+from exporter.dialects.base import (
+    Canonical,
+    Raw,
+    Receiver,
+    dollars,
+    ignored,
+    present,
+    text,
+    timestamp,
+)
 
 TYPES: Final = frozenset({"agent_created", "agent_deleted", "status_change", "error"})
 # AgentMetrics keys -> canonical agent.usage fields.
@@ -45,9 +54,10 @@ def _translate(raw: Raw) -> list[Canonical]:
         if status == "deleted":  # cleanup after the end, not a failure
             return [{**when, "type": "agent.deleted", "agent_id": agent_id}]
         return [{**when, "type": "agent.status_changed", "agent_id": agent_id, "status": status}]
-    return [{**when, "type": "log.entry", "level": "error", "agent_id": agent_id,
-             "message": data.get("error") if isinstance(data.get("error"), str)
-             else str(data.get("error"))}]
+    if kind == "error":
+        return [{**when, "type": "log.entry", "level": "error", "agent_id": agent_id,
+                 "message": text(data.get("error")) or ""}]
+    return ignored(raw)  # a type named by a dialect hint that this source does not have
 
 
 def _totals(agent_id: object, metrics: object, when: dict[str, Any]) -> list[Canonical]:

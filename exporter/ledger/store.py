@@ -27,6 +27,7 @@ from exporter.ledger import bulk, schema
 from exporter.ledger.dedup import MERGED, IdSet
 from exporter.series import LABEL_SEPARATOR, Histogram
 from exporter.state import (
+    DELETED_AGENT_MEMORY,
     ENDED_MEMORY,
     Agent,
     Changes,
@@ -390,6 +391,7 @@ class Ledger:
                 histograms=dict(_histograms(connection)),
                 agents=[_entity(Agent, row) for row in connection.execute(
                     select(schema.agents).where(schema.agents.c.deleted.is_(False)))],
+                deleted_agents=_deleted_agents(connection),
                 label_values=_label_values(connection),
             )
             self._load_tasks(connection, snapshot)
@@ -428,6 +430,15 @@ class Ledger:
         with self.engine.connect() as connection:
             return int(connection.execute(select(func.count()).select_from(schema.events))
                        .scalar() or 0)
+
+
+def _deleted_agents(connection: Connection) -> list[Agent]:
+    """The most recently deleted agents, oldest first (the state remembers this many)."""
+    table = schema.agents
+    rows = connection.execute(select(table).where(table.c.deleted.is_(True))
+                              .order_by(table.c.last_activity.desc())
+                              .limit(DELETED_AGENT_MEMORY)).all()
+    return [_entity(Agent, row) for row in reversed(rows)]
 
 
 def _histograms(connection: Connection) -> Iterable[tuple[str, Histogram]]:
