@@ -557,10 +557,10 @@ def validate_batch(raws: list[Any], received: float, *,
 
 
 def _plainly_canonical(raw: dict[str, Any]) -> bool:
-    """A canonical type no receiver claims, with no dialect hint: no receiver to ask."""
+    """A canonical type, with no dialect hint, that no receiver takes by its form."""
     event_type = raw.get("type")
-    return type(event_type) is str and event_type in TYPE_ALIASES \
-        and event_type not in CLAIMED_TYPES and "dialect" not in raw
+    return type(event_type) is str and event_type in TYPE_ALIASES and "dialect" not in raw \
+        and (event_type not in CLAIMED_TYPES or recognise(raw) is None)
 
 
 _SCHEMA_TYPES: Final[dict[str, dict[str, object]]] = {

@@ -112,20 +112,6 @@ Labels = tuple[str, ...]
 STEP_END_STATUSES: Final = ("completed", "failed", "skipped", "cancelled")
 
 
-def _known_tokens(agent: Agent) -> tuple[int, int, int, int]:
-    return (agent.input_tokens, agent.output_tokens, agent.cache_read_tokens,
-            agent.cache_creation_tokens)
-
-
-def _add_tokens(agent: Agent, counts: tuple[int, ...]) -> None:
-    input_tokens, output_tokens, cache_read, cache_creation = counts
-    agent.input_tokens += input_tokens
-    agent.output_tokens += output_tokens
-    agent.cache_read_tokens += cache_read
-    agent.cache_creation_tokens += cache_creation
-    agent.tokens += input_tokens + output_tokens + cache_read + cache_creation
-
-
 def _usage_series(labels: Labels) -> tuple[Labels, tuple[Labels, ...]]:
     """The cost series and the token series, one per token type."""
     return labels, tuple((*labels, token_type) for token_type in TOKEN_TYPES)
@@ -340,9 +326,15 @@ class FleetState:
     # agents
 
     def _agent(self, source: str, agent_id: str, timestamp: float, role: str = UNKNOWN) -> Agent:
+        """The agent, created when new; a deleted one is returned as it is (what is told of it
+        late counts against it, without bringing it back)."""
         key = (source, agent_id)
         agent = self.agents.get(key)
         if agent is None:
+            agent = self.deleted_agents.get(key)
+            if agent is not None:
+                self._dirty_agents[key] = agent
+                return agent
             agent = Agent(source, agent_id, role=role, created_at=timestamp)
             self.agents[key] = agent
             self.live[key] = agent
@@ -403,25 +395,29 @@ class FleetState:
 
     def _agent_usage(self, event: Event) -> None:
         fields = event.fields
-        agent = self._counted_agent(event.source, fields["agent_id"], event.timestamp)
+        agent = self._agent(event.source, fields["agent_id"], event.timestamp)
         model = fields.get("model") or agent.model
         if agent.model == UNKNOWN and model != UNKNOWN:
             agent.model = model
-        counts = (fields.get("input_tokens", 0), fields.get("output_tokens", 0),
-                  fields.get("cache_read_tokens", 0), fields.get("cache_creation_tokens", 0))
+        input_tokens = fields.get("input_tokens", 0)
+        output_tokens = fields.get("output_tokens", 0)
+        cache_read = fields.get("cache_read_tokens", 0)
+        cache_creation = fields.get("cache_creation_tokens", 0)
         cost_usd = fields.get("cost_usd")
-        cost_nano = None if cost_usd is None else usd_to_nano(cost_usd)
+        cost = None if cost_usd is None else usd_to_nano(cost_usd)
         totals = fields.get("totals", False)
         if totals:
             # Running totals: only the increase over what is counted for this agent, from any
             # source, moves a counter; a repeat or a lower total moves nothing.
-            counts = tuple(max(0, total - known) for total, known in zip(
-                counts, _known_tokens(agent), strict=True))
-            if cost_nano is not None:
-                cost_nano = max(0, cost_nano - agent.cost_nano)
-        if cost_nano is None:  # priced; a repeated total (nothing new) is not "unpriced" again
-            cost_nano = self._priced(event, model, counts) if any(counts) or not totals else 0
-        cost = cost_nano
+            input_tokens = max(0, input_tokens - agent.input_tokens)
+            output_tokens = max(0, output_tokens - agent.output_tokens)
+            cache_read = max(0, cache_read - agent.cache_read_tokens)
+            cache_creation = max(0, cache_creation - agent.cache_creation_tokens)
+            if cost is not None:
+                cost = max(0, cost - agent.cost_nano)
+        counts = (input_tokens, output_tokens, cache_read, cache_creation)
+        if cost is None:  # priced; a repeated total (nothing new) is not "unpriced" again
+            cost = self._priced(event, model, counts) if any(counts) or not totals else 0
         labels, token_series = self._usage_series.get(
             (agent.source, agent.role, model, agent.task_type, agent.workflow))
         families = self.families
@@ -430,7 +426,11 @@ class FleetState:
         for series, count in zip(token_series, counts, strict=True):
             if count:
                 families.tokens.inc(series, count)
-        _add_tokens(agent, counts)
+        agent.input_tokens += input_tokens
+        agent.output_tokens += output_tokens
+        agent.cache_read_tokens += cache_read
+        agent.cache_creation_tokens += cache_creation
+        agent.tokens += input_tokens + output_tokens + cache_read + cache_creation
         agent.cost_nano += cost
         if "context_tokens" in fields:
             agent.context_tokens = fields["context_tokens"]
@@ -459,18 +459,9 @@ class FleetState:
                                          "task_type": agent.task_type,
                                          "workflow": agent.workflow}, cost)
 
-    def _counted_agent(self, source: str, agent_id: str, timestamp: float) -> Agent:
-        """The agent that usage and tool calls count against, a deleted one included."""
-        key = (source, agent_id)
-        agent = self.deleted_agents.get(key)
-        if agent is None:
-            return self._agent(source, agent_id, timestamp)
-        self._dirty_agents[key] = agent
-        return agent
-
     def _agent_tool_call(self, event: Event) -> None:
         fields = event.fields
-        agent = self._counted_agent(event.source, fields["agent_id"], event.timestamp)
+        agent = self._agent(event.source, fields["agent_id"], event.timestamp)
         labels, by_outcome = self._tool_series.get((event.source, agent.role, fields["tool"]))
         self.families.tool_calls.inc(by_outcome[fields["outcome"]])
         self.families.tool_calls.touch(by_outcome["error"])
@@ -658,13 +649,10 @@ class FleetState:
             self.families.steps.inc(series.by_status[status])
             self._dirty_steps[(run.source, run.run_id, step_id)] = step
 
-    def _step_run_id(self, event: Event) -> str | None:
-        """The run of a step event; None when it cannot be told (counted) or is a repeat."""
-        fields = event.fields
-        run_id: str | None = fields.get("run_id")
-        if run_id is not None:
-            return None if (event.source, run_id) in self.ended_runs else run_id
-        step_id = fields["step_id"]
+    def _correlated_step_run(self, event: Event) -> str | None:
+        """The run of a step event without one; None when it cannot be told (counted) or the
+        step already ended (told again)."""
+        step_id = event.fields["step_id"]
         running: list[Step] = []
         seen = False
         for (source, candidate), step_ids in self.run_steps.items():
@@ -700,9 +688,13 @@ class FleetState:
         return step, run.workflow if run is not None else UNKNOWN
 
     def _step_event(self, event: Event) -> None:
-        run_id = self._step_run_id(event)
+        run_id = event.fields.get("run_id")
         if run_id is None:
-            return
+            run_id = self._correlated_step_run(event)
+            if run_id is None:
+                return
+        elif (event.source, run_id) in self.ended_runs:
+            return  # its run ended: told again, it counts nothing
         step, workflow = self._step(event, run_id)
         kind = event.type.partition(".")[2]
         series = self._step_series.get((step.source, workflow, step.step, step.agent))
