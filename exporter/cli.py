@@ -55,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=20.0, help="events per second")
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--duration", type=float, default=None, help="seconds; default: forever")
+    token = commands.add_parser("token", help="make a new token: print it once, and the entry "
+                                "for EXPORTER_TOKENS_FILE with only its sha256")
+    token.add_argument("--name", required=True, help="shown in the audit trail")
+    token.add_argument("--role", required=True, choices=("viewer", "operator", "ingest",
+                                                          "admin"))
     logs = commands.add_parser("import-logs", help="send the Python orchestrator's AgentLogger "
                                "folders (tools.jsonl, summary.jsonl) as events; again adds nothing")
     logs.add_argument("directory", help="agent_logs, a task's folder or one agent's folder")
@@ -95,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings, arguments)
         if arguments.command == "import-logs":
             return _import_logs(arguments)
+        if arguments.command == "token":
+            return _new_token(arguments.name, arguments.role)
         if arguments.command == "migrate":
             settings = _settings(arguments, ("database_url",))
             migrate(make_engine(settings.database_url))
@@ -118,6 +125,21 @@ def _demo(arguments: argparse.Namespace) -> int:
     token = arguments.token or os.environ.get("EXPORTER_ADMIN_TOKEN")
     return main_demo(arguments.url, token, seed=arguments.seed, rate=arguments.rate,
                      scenario=arguments.scenario, duration=arguments.duration)
+
+
+def _new_token(name: str, role: str) -> int:
+    from exporter.tokens import TokenConfigError, digest_of, parse_tokens
+
+    secret = secrets.token_urlsafe(32)
+    entry = {"name": name, "role": role, "sha256": digest_of(secret).hex()}
+    try:
+        parse_tokens([entry], "--name/--role")
+    except TokenConfigError as error:
+        return _fail(str(error))
+    print(f"token (shown once; give it to the client): {secret}")
+    print("entry for EXPORTER_TOKENS_FILE, under `tokens:`")
+    print(f"  - {{name: {name}, role: {role}, sha256: {entry['sha256']}}}")
+    return 0
 
 
 def _import_logs(arguments: argparse.Namespace) -> int:
@@ -156,18 +178,24 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
 
     from exporter.api import create_app
     from exporter.service import build_exporter
+    from exporter.tokens import TokenConfigError, TokenRegistry
 
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
-    if token is None:
+    if token is None and not (settings.tokens or settings.tokens_file):
         token = secrets.token_urlsafe(24)
         log.warning("EXPORTER_ADMIN_TOKEN is not set; writes need this generated token: %s",
                     token)
+    try:
+        tokens = TokenRegistry.from_settings(admin_token=token, tokens=settings.tokens,
+                                             tokens_file=settings.tokens_file)
+    except TokenConfigError as error:
+        return _fail(f"invalid tokens: {error}")
     config = _demo_config(settings) if arguments.demo else None
     exporter = build_exporter(settings, config=config)
     exporter.start()
     stop_demo = threading.Event()
     demo = _start_demo(exporter, arguments, stop_demo) if arguments.demo else None
-    app = create_app(exporter, admin_token=token)
+    app = create_app(exporter, tokens=tokens)
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                            log_level=settings.log_level, access_log=False))
     log.info("serving on http://%s:%d (metrics at /metrics)", settings.host, settings.port)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,6 +19,12 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///orchestrator-exporter.db"
     config_file: Path | None = None
     admin_token: SecretStr | None = None
+    # More tokens, with names and roles (exporter/tokens.py): a JSON list, and a YAML file read
+    # again when it changes.
+    tokens: list[dict[str, Any]] | None = None
+    tokens_file: Path | None = None
+    # /metrics open (Prometheus' usual setup), or only to tokens that may read.
+    metrics_require_token: bool = False
     label_value_limit: int = Field(default=100, ge=1, le=100_000)
     live_agent_limit: int = Field(default=5000, ge=0, le=1_000_000)
     # FULL survives power loss; NORMAL survives a crashed or killed process, and is faster.
@@ -44,7 +50,7 @@ class Settings(BaseSettings):
             return "postgresql+psycopg://" + value.removeprefix("postgresql://")
         return value
 
-    @field_validator("config_file")
+    @field_validator("config_file", "tokens_file")
     @classmethod
     def _config_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():

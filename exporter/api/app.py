@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,6 +11,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from exporter import __version__
+from exporter.api.deps import guard
 from exporter.api.errors import ApiError, JSONResponse, install_error_handlers, request_id
 from exporter.api.ingest import BodyParser, read_body
 from exporter.events import Event, json_schema
@@ -19,10 +19,11 @@ from exporter.ledger.store import PreparedRows
 from exporter.metrics import CONTENT_TYPE
 from exporter.pipeline import IngestResult, LedgerUnavailableError, PipelineBusyError
 from exporter.service import Exporter
+from exporter.tokens import TokenRegistry
 
 
-def create_app(exporter: Exporter, *, admin_token: str) -> FastAPI:
-    """The FastAPI application over a started `Exporter`; writes need `admin_token`.
+def create_app(exporter: Exporter, *, tokens: TokenRegistry) -> FastAPI:
+    """The FastAPI application over a started `Exporter`; `tokens` say who may do what.
 
     Its lifespan starts the parse workers (`EXPORTER_PARSE_WORKERS`); without it (or with 0
     workers) bodies are parsed in the server process.
@@ -42,20 +43,12 @@ def create_app(exporter: Exporter, *, admin_token: str) -> FastAPI:
     app = FastAPI(title="orchestrator-exporter", version=__version__,
                   default_response_class=JSONResponse, lifespan=lifespan)
     install_error_handlers(app)
-    expected = admin_token.encode()
-
-    # async: a plain def would run in a thread of the pool for every request, waiting for the
-    # GIL twice (there and back) while the applier and the writer hold it.
-    async def require_token(request: Request) -> None:
-        header = request.headers.get("authorization", "")
-        scheme, _, supplied = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(supplied.encode(), expected):
-            exporter.telemetry.rejected.labels("unauthorized").inc()
-            raise ApiError(401, "unauthorized", "a valid bearer token is required",
-                           headers={"WWW-Authenticate": "Bearer"})
+    may_ingest = guard(tokens, exporter.telemetry, "ingest")
+    metrics_guard = [Depends(guard(tokens, exporter.telemetry, "read"))] \
+        if settings.metrics_require_token else []
 
     @app.post("/api/v1/events", summary="Ingest one event, a JSON array or NDJSON",
-              dependencies=[Depends(require_token)])
+              dependencies=[Depends(may_ingest)])
     async def ingest(request: Request) -> dict[str, int]:
         received = time.time()
         try:
@@ -73,7 +66,7 @@ def create_app(exporter: Exporter, *, admin_token: str) -> FastAPI:
     async def schema() -> dict[str, object]:
         return json_schema()
 
-    @app.get("/metrics", summary="Prometheus exposition")
+    @app.get("/metrics", summary="Prometheus exposition", dependencies=metrics_guard)
     async def metrics() -> Response:
         started = time.perf_counter()
         body = await run_in_threadpool(exporter.renderer.render)
