@@ -23,16 +23,18 @@ import uuid
 from collections import deque
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 import httpx
 import orjson
 
+from exporter.control.runner import CommandRunner, Handler
 from exporter.events import check_raw
 
 logger = logging.getLogger(__name__)
 
 EVENTS_PATH: Final = "/api/v1/events"
+NEXT_COMMAND_PATH: Final = "/api/v1/commands/next"
 # The exporter refuses requests above 10,000 events or 10 MiB; stay well under the byte limit.
 MAX_BATCH_EVENTS: Final = 10_000
 MAX_BATCH_BYTES: Final = 8 * 1024 * 1024
@@ -236,6 +238,64 @@ class ExporterClient:
                 self._settled = self._emitted
                 self._queue.clear()
         return delivered
+
+    def serve_commands(self, handlers: Mapping[str, Handler], *, stop: threading.Event,
+                       wait: float = 30.0) -> None:
+        """Take commands from the exporter and run them until `stop` is set (a long poll of
+        `wait` seconds at a time): each with the handler of its kind, once per command id, its
+        result reported back and retried until the exporter has it. Needs a token that may
+        deliver (role `ingest`). Returns early when the exporter refuses the token."""
+        runner = CommandRunner(handlers)
+        http = httpx.Client(base_url=self._http.base_url, headers=self._http.headers,
+                            timeout=wait + self.timeout, trust_env=False)
+        with http:
+            while not stop.is_set():
+                command = self._next_command(http, wait, stop)
+                if command is None:
+                    continue
+                if isinstance(command, str):  # the token was refused: it never will be taken
+                    return
+                status, detail = runner.run(command)
+                self._report(http, command["id"], status, detail, stop)
+
+    def _next_command(self, http: httpx.Client, wait: float,
+                      stop: threading.Event) -> dict[str, Any] | str | None:
+        try:
+            response = http.get(NEXT_COMMAND_PATH, params={"wait": wait})
+        except httpx.HTTPError as error:
+            logger.warning("exporter unreachable for commands (%s)", error)
+            stop.wait(min(self.max_retry_delay, 1.0))
+            return None
+        if response.status_code == 200:
+            command: dict[str, Any] = response.json()
+            return command
+        if response.status_code in (401, 403):
+            logger.error("exporter refused to hand out commands (%d): %s", response.status_code,
+                         response.text[:500])
+            return "refused"
+        if response.status_code != 204:
+            stop.wait(min(self.max_retry_delay, max(1.0, _retry_after(response))))
+        return None
+
+    def _report(self, http: httpx.Client, command_id: str, status: str, detail: Any,
+                stop: threading.Event) -> None:
+        body = orjson.dumps({"status": status, "detail": detail},
+                            default=str)  # a handler's detail that JSON cannot carry: as text
+        delay = FIRST_RETRY_DELAY
+        while not stop.is_set():
+            try:
+                response = http.post(f"/api/v1/commands/{command_id}/result", content=body)
+            except httpx.HTTPError as error:
+                logger.warning("result of command %s not delivered (%s); retrying", command_id,
+                               error)
+            else:
+                if response.status_code < 500 and response.status_code != 429:
+                    if not response.is_success:
+                        logger.error("exporter refused the result of command %s (%d): %s",
+                                     command_id, response.status_code, response.text[:500])
+                    return
+            stop.wait(delay)
+            delay = min(self.max_retry_delay, delay * 2)
 
     def __enter__(self) -> ExporterClient:
         return self

@@ -10,13 +10,15 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry
 
 from exporter.config import FileConfig, load_config
+from exporter.control.audit import AuditTrail
+from exporter.control.queue import CommandQueue
 from exporter.ledger import Ledger, make_engine, migrate
 from exporter.metrics import MetricsRenderer
 from exporter.pipeline import IngestPipeline
 from exporter.pricing import load_price_table
 from exporter.settings import Settings
 from exporter.state import FleetState
-from exporter.telemetry import Telemetry
+from exporter.telemetry import QueuedCommands, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,9 @@ class Exporter:
     pipeline: IngestPipeline
     renderer: MetricsRenderer
     telemetry: Telemetry
+    commands: CommandQueue
+    audit: AuditTrail
+    lock: threading.Lock
 
     def start(self) -> None:
         """Migrate the ledger, restore the counters from it, start the writer."""
@@ -65,5 +70,9 @@ def build_exporter(settings: Settings, *, registry: CollectorRegistry | None = N
     renderer = MetricsRenderer(state=state, lock=lock, registry=registry,
                                budgets=config.budgets,
                                live_agent_limit=settings.live_agent_limit)
+    commands = CommandQueue(ledger.engine,
+                            redeliver_seconds=settings.command_redeliver_seconds)
+    registry.register(QueuedCommands(commands.queued_by_kind))
     return Exporter(settings=settings, config=config, ledger=ledger, state=state,
-                    pipeline=pipeline, renderer=renderer, telemetry=telemetry)
+                    pipeline=pipeline, renderer=renderer, telemetry=telemetry,
+                    commands=commands, audit=AuditTrail(ledger.engine), lock=lock)

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     tokens_file: Path | None = None
     # /metrics open (Prometheus' usual setup), or only to tokens that may read.
     metrics_require_token: bool = False
+    # A command delivered and not answered within this is delivered again (same id).
+    command_redeliver_seconds: float = Field(default=60.0, gt=0, le=86_400)
     label_value_limit: int = Field(default=100, ge=1, le=100_000)
     live_agent_limit: int = Field(default=5000, ge=0, le=1_000_000)
     # FULL survives power loss; NORMAL survives a crashed or killed process, and is faster.

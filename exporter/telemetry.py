@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import platform
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from exporter import __version__
+from exporter.control.commands import KINDS
+
+COMMAND_OUTCOMES = ("queued", "duplicate", "refused", "delivered", "succeeded", "failed")
 
 REJECT_REASONS = ("invalid", "oversize", "malformed", "unauthorized")
 # Ingest, commit and render times: half a millisecond to seconds, roughly x2.5 per bucket.
@@ -47,3 +54,34 @@ class Telemetry:
             registry=registry, buckets=EXPORTER_DURATION_BUCKETS)
         self.queue = Gauge("orchestrator_exporter_ingest_queue_events", "Events validated and "
                            "waiting for the ledger writer.", registry=registry)
+        self.commands = Counter("orchestrator_exporter_commands", "Commands by kind and what "
+                                "happened: queued, duplicate (same idempotency key), refused "
+                                "(invalid, or its target absent or ended), delivered, "
+                                "succeeded, failed.", ("kind", "outcome"), registry=registry)
+        for kind in KINDS:
+            for outcome in COMMAND_OUTCOMES:
+                self.commands.labels(kind, outcome)
+        self.command_delivery = Histogram(
+            "orchestrator_exporter_command_delivery_seconds", "From a command's creation to its "
+            "first delivery to an orchestrator.", registry=registry,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+
+
+class QueuedCommands(Collector):
+    """`orchestrator_exporter_commands_queued{kind}`, counted in the ledger at each scrape."""
+
+    def __init__(self, count: Callable[[], dict[str, int]]) -> None:
+        self.count = count
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("orchestrator_exporter_commands_queued",
+                                   "Commands waiting for an orchestrator to take them.",
+                                   labels=("kind",))
+        try:
+            counts = self.count()
+        except Exception:  # the ledger not answering must not cost the whole scrape
+            logging.getLogger(__name__).exception("counting the queued commands failed")
+            return
+        for kind in KINDS:
+            family.add_metric((kind,), counts.get(kind, 0))
+        yield family

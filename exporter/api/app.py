@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from exporter import __version__
+from exporter.api.control import control_router
 from exporter.api.deps import guard
 from exporter.api.errors import ApiError, JSONResponse, install_error_handlers, request_id
 from exporter.api.ingest import BodyParser, read_body
@@ -43,6 +44,7 @@ def create_app(exporter: Exporter, *, tokens: TokenRegistry) -> FastAPI:
     app = FastAPI(title="orchestrator-exporter", version=__version__,
                   default_response_class=JSONResponse, lifespan=lifespan)
     install_error_handlers(app)
+    app.include_router(control_router(exporter, tokens))
     may_ingest = guard(tokens, exporter.telemetry, "ingest")
     metrics_guard = [Depends(guard(tokens, exporter.telemetry, "read"))] \
         if settings.metrics_require_token else []

@@ -9,10 +9,13 @@ exporter in the same process) or `ExporterClient.emit` (over HTTP).
     Agent(..., progress_callback=progress_callback(sink, agent_id, role="builder"))
 
 Nothing here ever raises into the orchestrator: a failing sink is logged and the agent goes on.
+
+`OrchestratorControl` is the other way: the handlers that carry the exporter's commands out.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -164,3 +167,113 @@ def follow_metrics_collector(collector: Any, sink: Sink, *,
         collector.record_event = original
 
     return stop
+
+
+class AdmissionGate:
+    """Pauses by scope (`fleet.pause` / `fleet.resume`): the orchestrator asks before new work."""
+
+    def __init__(self) -> None:
+        self._paused: set[tuple[tuple[str, str], ...]] = set()
+        self._lock = threading.Lock()
+
+    def pause(self, scope: Mapping[str, str]) -> None:
+        with self._lock:
+            self._paused.add(_scope(scope))
+
+    def resume(self, scope: Mapping[str, str]) -> None:
+        with self._lock:
+            self._paused.discard(_scope(scope))
+
+    def allows(self, **dimensions: str) -> bool:
+        """False when a paused scope matches every one of its keys (an empty scope: all)."""
+        with self._lock:
+            paused = list(self._paused)
+        return not any(all(dimensions.get(key) == value for key, value in scope)
+                       for scope in paused)
+
+
+def _scope(scope: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((key, value.upper() if key == "role" else value)
+                        for key, value in scope.items() if key != "source"))
+
+
+class OrchestratorControl:
+    """Commands for the Python orchestrator, by its public API and what it lacks.
+
+    It has `execute(prompt, task_type, execution_mode)`, `create_agent(role, name,
+    system_prompt)` and `delete_agent(agent_id)`, and nothing to cancel or pause: a task runs
+    here as an `asyncio.Task` registered under its task id (cancel), and new tasks pass an
+    admission gate (pause). The orchestrator's coroutines run on `loop` (its event loop); the
+    handlers are called from the command thread.
+    """
+
+    def __init__(self, orchestrator: Any, loop: asyncio.AbstractEventLoop, *,
+                 timeout: float = 60.0) -> None:
+        self.orchestrator = orchestrator
+        self.loop = loop
+        self.timeout = timeout
+        self.gate = AdmissionGate()
+        self.tasks: dict[str, asyncio.Task[Any]] = {}
+        self._lock = threading.Lock()
+
+    def handlers(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
+        return {"task.submit": self.submit, "task.cancel": self.cancel,
+                "fleet.pause": self.pause, "fleet.resume": self.resume,
+                "agent.create": self.create_agent, "agent.delete": self.delete_agent}
+
+    def submit(self, command: dict[str, Any]) -> dict[str, Any]:
+        args, target = command["args"], command["target"]
+        task_type = str(args.get("task_type") or target.get("task_type") or "custom")
+        if not self.gate.allows(task_type=task_type):
+            raise PermissionError(f"new {task_type} tasks are paused")
+        task_id = str(args.get("task_id") or command["id"])
+        coroutine = self.orchestrator.execute(str(args.get("prompt", "")), task_type,
+                                              str(args.get("execution_mode", "sequential")))
+        self._call(self._register(task_id, coroutine))
+        return {"task_id": task_id}
+
+    async def _register(self, task_id: str, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        with self._lock:
+            self.tasks[task_id] = task
+        task.add_done_callback(lambda _done: self._forget(task_id, task))
+
+    def _forget(self, task_id: str, task: asyncio.Task[Any]) -> None:
+        with self._lock:
+            if self.tasks.get(task_id) is task:
+                del self.tasks[task_id]
+
+    def cancel(self, command: dict[str, Any]) -> dict[str, Any]:
+        task_id = command["target"]["task_id"]
+        with self._lock:
+            task = self.tasks.get(task_id)
+        if task is None:
+            raise LookupError(f"no task {task_id} runs here")
+        self.loop.call_soon_threadsafe(task.cancel)
+        return {"task_id": task_id, "cancelled": True}
+
+    def pause(self, command: dict[str, Any]) -> dict[str, Any]:
+        self.gate.pause(command["target"])
+        return {"paused": command["target"]}
+
+    def resume(self, command: dict[str, Any]) -> dict[str, Any]:
+        self.gate.resume(command["target"])
+        return {"resumed": command["target"]}
+
+    def create_agent(self, command: dict[str, Any]) -> dict[str, Any]:
+        args = command["args"]
+        role = args.get("role") or command["target"].get("role")
+        agent_id = self._call(self.orchestrator.create_agent(
+            role, args.get("name"), args.get("system_prompt")))
+        return {"agent_id": agent_id}
+
+    def delete_agent(self, command: dict[str, Any]) -> dict[str, Any]:
+        agent_id = command["target"]["agent_id"]
+        return {"agent_id": agent_id, "deleted": bool(self._call(
+            self.orchestrator.delete_agent(agent_id)))}
+
+    def _call(self, result: Any) -> Any:
+        """A plain result as it is; a coroutine run on the orchestrator's loop, waited for."""
+        if not asyncio.iscoroutine(result):
+            return result
+        return asyncio.run_coroutine_threadsafe(result, self.loop).result(self.timeout)

@@ -162,3 +162,38 @@ steps = Table(
     Column("ended_at", Float, nullable=True),
     Column("retries", Integer, nullable=False),
 )
+
+# Commands to the orchestrators (exporter/control): their whole life, durable.
+commands = Table(
+    "commands", metadata,
+    Column("seq", SEQUENCE, primary_key=True, autoincrement=True),
+    Column("id", String(36), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("args", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("idempotency_key", String(NAME), nullable=True, unique=True),
+    Column("issued_by", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("delivered_at", Float, nullable=True),
+    Column("deliveries", Integer, nullable=False),
+    Column("finished_at", Float, nullable=True),
+    Column("detail", Text, nullable=True),
+    Index("ix_commands_status", "status"),
+)
+
+# Who did what to the fleet or the exporter, appended and never changed.
+audit = Table(
+    "audit", metadata,
+    Column("seq", SEQUENCE, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("token", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("client", String(128), nullable=False),
+    Column("user_agent", String(256), nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("detail", Text, nullable=True),
+    Index("ix_audit_at", "at"),
+)

@@ -6,7 +6,7 @@ use these helpers live in tests/conftest.py.
 
 from .alertmanager import AlertmanagerFactory, AlertmanagerServer
 from .components import find_binary, missing_component, require_binary
-from .exporter import ExporterFactory, ExporterProcess
+from .exporter import ExporterFactory, ExporterProcess, write_tokens_file
 from .metrics import parse_metrics, sample_value
 from .network import LOOPBACK, free_port, http_client, wait_http
 from .polling import wait_until
@@ -38,4 +38,5 @@ __all__ = [
     "sample_value",
     "wait_http",
     "wait_until",
+    "write_tokens_file",
 ]

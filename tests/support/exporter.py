@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -153,3 +154,13 @@ def _encode(events: Any, content_type: str) -> bytes:
         items = events if isinstance(events, list) else [events]
         return "".join(json.dumps(item) + "\n" for item in items).encode()
     return json.dumps(events).encode()
+
+
+def write_tokens_file(path: Path, tokens: Sequence[tuple[str, str, str]]) -> Path:
+    """An EXPORTER_TOKENS_FILE holding (name, role, secret) as the exporter wants them: the
+    SHA-256 of each secret, never the secret."""
+    lines = [f"  - {{name: {name}, role: {role}, "
+             f"sha256: {hashlib.sha256(secret.encode()).hexdigest()}}}"
+             for name, role, secret in tokens]
+    path.write_text("tokens:\n" + "\n".join(lines) + "\n")
+    return path

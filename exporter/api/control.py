@@ -1,0 +1,244 @@
+"""Commands and the audit trail over HTTP: operators issue, orchestrators take and answer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any, Final, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from exporter.api.deps import guard
+from exporter.api.errors import ApiError, JSONResponse
+from exporter.api.ingest import read_body
+from exporter.control.audit import Actor
+from exporter.control.commands import (
+    KINDS,
+    RESULTS,
+    Command,
+    CommandError,
+    Kind,
+    Status,
+    parse_command,
+)
+from exporter.control.queue import CommandConflictError, UnknownCommandError
+from exporter.control.targets import check_target
+from exporter.service import Exporter
+from exporter.tokens import Token, TokenRegistry
+
+MAX_COMMAND_BYTES: Final = 64 * 1024
+MAX_WAIT_SECONDS: Final = 60.0
+# A long poll looks again this often even without news: a command due for redelivery, say.
+RECHECK_SECONDS: Final = 1.0
+
+_ERRORS: Final = {401: {"description": "no or unknown token"},
+                  403: {"description": "the token's role may not do this"}}
+_COMMAND_BODY: Final = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": {"type": "object", "required": ["kind"], "properties": {
+        "kind": {"type": "string", "enum": list(KINDS)},
+        "target": {"type": "object", "additionalProperties": {"type": "string"}},
+        "args": {"type": "object"},
+        "ttl_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
+        "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 128}}}}}}}
+_RESULT_BODY: Final = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": {"type": "object", "required": ["status"], "properties": {
+        "status": {"type": "string", "enum": list(RESULTS)}, "detail": {}}}}}}}
+
+
+class _News:
+    """Wakes the long polls when a command is queued."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def tell(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), seconds)
+
+
+def control_router(exporter: Exporter, tokens: TokenRegistry) -> APIRouter:
+    """`/api/v1/commands`, `/api/v1/tasks/{id}/cancel` and `/api/v1/audit`."""
+    router = APIRouter(prefix="/api/v1", responses=_ERRORS)  # type: ignore[arg-type]
+    telemetry = exporter.telemetry
+    may_command = Depends(guard(tokens, telemetry, "command"))
+    may_read = Depends(guard(tokens, telemetry, "read"))
+    may_deliver = Depends(guard(tokens, telemetry, "deliver"))
+    may_admin = Depends(guard(tokens, telemetry, "admin"))
+    news = _News()
+
+    async def issue(request: Request, token: Token, body: dict[str, Any],
+                    size: int) -> Response:
+        actor = _actor(request, token)
+        try:
+            command_request = parse_command(body, args_size=size)
+        except CommandError as error:
+            await _audit(exporter, actor, "command", body.get("kind"), "refused",
+                         error.problems)
+            raise ApiError(422, "invalid_command", "the command is invalid; nothing was "
+                           "stored", error.problems) from None
+        kind = command_request.kind
+        problem = check_target(kind, command_request.target, exporter.state, exporter.lock)
+        if problem is not None:
+            telemetry.commands.labels(kind, "refused").inc()
+            await _audit(exporter, actor, f"command.{kind}", command_request.target,
+                         "refused", problem.reason)
+            code = "not_found" if problem.status == 404 else "conflict"
+            raise ApiError(problem.status, code, problem.reason)
+        command, created = await run_in_threadpool(
+            exporter.commands.create, command_request, issued_by=token.name)
+        outcome = "queued" if created else "duplicate"
+        telemetry.commands.labels(kind, outcome).inc()
+        await _audit(exporter, actor, f"command.{kind}", command.target, outcome,
+                     {"command": command.id})
+        if created:
+            news.tell()
+        return JSONResponse(command.as_dict(), status_code=201 if created else 200)
+
+    @router.post("/commands", summary="Issue a command to the orchestrators", status_code=201,
+                 openapi_extra=_COMMAND_BODY, responses={
+                     200: {"description": "the command with the same idempotency key"},
+                     404: {"description": "the target is not known"},
+                     409: {"description": "the target has ended"},
+                     413: {"description": "body too large"},
+                     422: {"description": "invalid command; nothing stored"}})
+    async def create(request: Request, token: Token = may_command) -> Response:
+        body, size = await _json_body(request)
+        if not isinstance(body, dict):
+            raise ApiError(422, "invalid_command", "a command must be a JSON object",
+                           [{"field": "", "reason": "must be an object"}])
+        return await issue(request, token, body, size)
+
+    @router.post("/tasks/{task_id}/cancel", summary="Cancel a task (a task.cancel command)",
+                 status_code=201, responses={404: {"description": "no such task"},
+                                             409: {"description": "the task has ended"}})
+    async def cancel_task(task_id: str, request: Request,
+                          token: Token = may_command) -> Response:
+        body, size = await _json_body(request, optional=True)
+        extra = body if isinstance(body, dict) else {}
+        command = {"kind": "task.cancel", **{key: value for key, value in extra.items()
+                                              if key in ("args", "ttl_seconds",
+                                                         "idempotency_key")},
+                   "target": {"task_id": task_id, **({"source": extra["source"]}
+                                                     if "source" in extra else {})}}
+        return await issue(request, token, command, size)
+
+    @router.get("/commands", summary="List commands, oldest first")
+    async def list_commands(
+            status: Status | None = None,
+            kind: Kind | None = None,
+            cursor: int = Query(0, ge=0),
+            limit: int = Query(100, ge=1, le=500),
+            _token: Token = may_read) -> dict[str, Any]:
+        items, next_cursor = await run_in_threadpool(
+            exporter.commands.list, status=status, kind=kind, after=cursor, limit=limit)
+        return {"items": [command.as_dict() for command in items], "next_cursor": next_cursor}
+
+    @router.get("/commands/next", summary="Take the next command (long poll)",
+                responses={204: {"description": "none came within `wait` seconds"}})
+    async def next_command(request: Request,
+                           wait: float = Query(0, ge=0, le=MAX_WAIT_SECONDS),
+                           token: Token = may_deliver) -> Response:
+        deadline = time.monotonic() + wait
+        while True:
+            command = await run_in_threadpool(exporter.commands.take_next)
+            if command is not None:
+                _delivered(exporter, command)
+                await _audit(exporter, _actor(request, token), f"deliver.{command.kind}",
+                             {"command": command.id}, "delivered")
+                return JSONResponse(command.as_dict())
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or await request.is_disconnected():
+                return Response(status_code=204)
+            await news.wait(min(remaining, RECHECK_SECONDS))
+
+    @router.get("/commands/{command_id}", summary="One command",
+                responses={404: {"description": "no such command"}})
+    async def get_command(command_id: str, _token: Token = may_read) -> dict[str, Any]:
+        try:
+            command = await run_in_threadpool(exporter.commands.get, command_id)
+        except UnknownCommandError:
+            raise ApiError(404, "not_found", f"no command {command_id!r}") from None
+        return command.as_dict()
+
+    @router.post("/commands/{command_id}/result", summary="Report a command's result",
+                 openapi_extra=_RESULT_BODY, responses={
+                     404: {"description": "no such command"},
+                     409: {"description": "the command has ended otherwise"},
+                     422: {"description": "invalid result"}})
+    async def result(command_id: str, request: Request,
+                     token: Token = may_deliver) -> dict[str, Any]:
+        body, _ = await _json_body(request)
+        status = body.get("status") if isinstance(body, dict) else None
+        if status not in RESULTS:
+            raise ApiError(422, "invalid_result", "status: must be succeeded or failed",
+                           [{"field": "status", "reason": "must be succeeded or failed"}])
+        detail = body.get("detail") if isinstance(body, dict) else None
+        try:
+            command, changed = await run_in_threadpool(
+                exporter.commands.finish, command_id, status, detail)
+        except UnknownCommandError:
+            raise ApiError(404, "not_found", f"no command {command_id!r}") from None
+        except CommandConflictError as error:
+            raise ApiError(409, "conflict", str(error)) from None
+        if changed:
+            telemetry.commands.labels(command.kind, status).inc()
+            await _audit(exporter, _actor(request, token), f"result.{command.kind}",
+                         {"command": command.id}, str(status), detail)
+        return command.as_dict()
+
+    @router.get("/audit", summary="The audit trail, oldest first (JSON, or NDJSON to export)")
+    async def audit(
+            action: str | None = Query(None, max_length=64),
+            token_name: str | None = Query(None, alias="token", max_length=64),
+            since: float | None = Query(None, ge=0),
+            until: float | None = Query(None, ge=0),
+            cursor: int = Query(0, ge=0),
+            limit: int = Query(100, ge=1, le=1000),
+            format: Literal["json", "ndjson"] = "json",
+            _token: Token = may_admin) -> Response:
+        entries, next_cursor = await run_in_threadpool(
+            exporter.audit.list, action=action, token=token_name, since=since, until=until,
+            after=cursor, limit=limit)
+        if format == "ndjson":
+            lines = b"".join(orjson.dumps(entry.as_dict()) + b"\n" for entry in entries)
+            headers = {} if next_cursor is None else {"X-Next-Cursor": str(next_cursor)}
+            return Response(lines, media_type="application/x-ndjson", headers=headers)
+        return JSONResponse({"items": [entry.as_dict() for entry in entries],
+                             "next_cursor": next_cursor})
+
+    return router
+
+
+async def _json_body(request: Request, *, optional: bool = False) -> tuple[Any, int]:
+    body = await read_body(request, MAX_COMMAND_BYTES)
+    if optional and not body.strip():
+        return {}, 0
+    try:
+        return orjson.loads(body), len(body)
+    except orjson.JSONDecodeError as error:
+        raise ApiError(400, "malformed_json", "the body is not valid JSON (UTF-8)",
+                       [{"field": "", "reason": str(error)}]) from None
+
+
+def _actor(request: Request, token: Token) -> Actor:
+    client = request.client.host if request.client is not None else ""
+    return Actor(token.name, client, request.headers.get("user-agent", ""))
+
+
+async def _audit(exporter: Exporter, actor: Actor, action: str, target: Any, outcome: str,
+                 detail: Any = None) -> None:
+    await run_in_threadpool(exporter.audit.record, actor, action, target, outcome, detail)
+
+
+def _delivered(exporter: Exporter, command: Command) -> None:
+    exporter.telemetry.commands.labels(command.kind, "delivered").inc()
+    if command.deliveries == 1 and command.delivered_at is not None:
+        exporter.telemetry.command_delivery.observe(
+            max(0.0, command.delivered_at - command.created_at))

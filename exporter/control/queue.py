@@ -1,0 +1,169 @@
+"""The command queue, durable in the ledger: delivered at least once, each with its id.
+
+A delivered command that has no result after `redeliver_seconds` (the orchestrator died, or
+the answer was lost) is delivered again, with the same id, until it expires: the orchestrator's
+handlers de-duplicate by id. A command past its TTL is never delivered.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, Final
+
+import orjson
+from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from exporter.control.commands import (
+    OPEN_STATUSES,
+    RESULTS,
+    Command,
+    CommandRequest,
+)
+from exporter.ledger import schema
+
+REDELIVER_SECONDS: Final = 60.0
+MAX_PAGE: Final = 500
+
+
+class CommandConflictError(RuntimeError):
+    """The command has ended already: a result cannot change it."""
+
+
+class UnknownCommandError(KeyError):
+    """No command has this id."""
+
+
+class CommandQueue:
+    """Creates, lists, delivers and ends commands; every change is one transaction."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time,
+                 redeliver_seconds: float = REDELIVER_SECONDS) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.redeliver_seconds = redeliver_seconds
+        self._take_lock = threading.Lock()
+
+    def create(self, request: CommandRequest, *, issued_by: str,
+               status: str = "queued", detail: Any = None) -> tuple[Command, bool]:
+        """The new command, True; or the one with the same idempotency key, False."""
+        if request.idempotency_key is not None:
+            existing = self._by_key(request.idempotency_key)
+            if existing is not None:
+                return existing, False
+        now = self.clock()
+        command_id = uuid.uuid4().hex
+        row = {"id": command_id, "kind": request.kind,
+               "target": orjson.dumps(request.target).decode(),
+               "args": orjson.dumps(request.args).decode(), "status": status,
+               "idempotency_key": request.idempotency_key, "issued_by": issued_by,
+               "created_at": now, "expires_at": now + request.ttl_seconds,
+               "delivered_at": None, "deliveries": 0,
+               "finished_at": None if status in OPEN_STATUSES else now,
+               "detail": None if detail is None else orjson.dumps(detail).decode()}
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(schema.commands.insert().values(**row))
+        except IntegrityError:  # the same key, at the same moment, from another request
+            existing = self._by_key(request.idempotency_key or "")
+            if existing is None:
+                raise
+            return existing, False
+        return self.get(command_id), True
+
+    def get(self, command_id: str) -> Command:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(schema.commands).where(
+                schema.commands.c.id == command_id)).first()
+        if row is None:
+            raise UnknownCommandError(command_id)
+        return _command(row)
+
+    def _by_key(self, key: str) -> Command | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(schema.commands).where(
+                schema.commands.c.idempotency_key == key)).first()
+        return None if row is None else _command(row)
+
+    def list(self, *, status: str | None = None, kind: str | None = None,
+             after: int = 0, limit: int = 100) -> tuple[list[Command], int | None]:
+        """A page of commands, oldest first, and the cursor of the next page (None: the last)."""
+        self.expire()
+        table = schema.commands
+        query = select(table).where(table.c.seq > after)
+        if status is not None:
+            query = query.where(table.c.status == status)
+        if kind is not None:
+            query = query.where(table.c.kind == kind)
+        limit = max(1, min(limit, MAX_PAGE))
+        with self.engine.connect() as connection:
+            rows = connection.execute(query.order_by(table.c.seq).limit(limit + 1)).all()
+        commands = [_command(row) for row in rows[:limit]]
+        return commands, (commands[-1].seq if len(rows) > limit else None)
+
+    def take_next(self) -> Command | None:
+        """The oldest command due for delivery, marked delivered; None when there is none."""
+        self.expire()
+        table = schema.commands
+        now = self.clock()
+        due = or_(table.c.status == "queued",
+                  and_(table.c.status == "delivered",
+                       table.c.delivered_at <= now - self.redeliver_seconds))
+        with self._take_lock, self.engine.begin() as connection:
+            row = connection.execute(select(table.c.seq, table.c.status).where(
+                due, table.c.expires_at > now).order_by(table.c.seq).limit(1)).first()
+            if row is None:
+                return None
+            connection.execute(update(table).where(table.c.seq == row.seq).values(
+                status="delivered", delivered_at=now, deliveries=table.c.deliveries + 1))
+            taken = connection.execute(select(table).where(table.c.seq == row.seq)).one()
+        return _command(taken)
+
+    def finish(self, command_id: str, status: str, detail: Any) -> tuple[Command, bool]:
+        """Record the orchestrator's result; (the command, True when this call changed it).
+
+        The same result told again (a resend) changes nothing; another, for an ended command,
+        raises CommandConflictError.
+        """
+        assert status in RESULTS
+        command = self.get(command_id)
+        if command.status == status:
+            return command, False
+        if command.status not in OPEN_STATUSES:
+            raise CommandConflictError(f"the command is {command.status} already")
+        table = schema.commands
+        with self.engine.begin() as connection:
+            changed = connection.execute(update(table).where(
+                table.c.id == command_id, table.c.status.in_(OPEN_STATUSES)).values(
+                status=status, finished_at=self.clock(),
+                detail=None if detail is None else orjson.dumps(detail).decode())).rowcount
+        if not changed:
+            return self.finish(command_id, status, detail)  # it ended meanwhile: judge again
+        return self.get(command_id), True
+
+    def expire(self) -> int:
+        """Mark the open commands past their TTL expired; how many."""
+        table = schema.commands
+        now = self.clock()
+        with self.engine.begin() as connection:
+            return int(connection.execute(update(table).where(
+                table.c.status.in_(OPEN_STATUSES), table.c.expires_at <= now).values(
+                status="expired", finished_at=now)).rowcount or 0)
+
+    def queued_by_kind(self) -> dict[str, int]:
+        table = schema.commands
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(table.c.kind, func.count()).where(
+                table.c.status == "queued").group_by(table.c.kind)).all()
+        return {kind: int(count) for kind, count in rows}
+
+
+def _command(row: Any) -> Command:
+    values = dict(row._mapping)
+    values["target"] = orjson.loads(values["target"])
+    values["args"] = orjson.loads(values["args"])
+    values["detail"] = None if values["detail"] is None else orjson.loads(values["detail"])
+    return Command(**values)
