@@ -25,6 +25,12 @@ class Settings(BaseSettings):
     tokens_file: Path | None = None
     # /metrics open (Prometheus' usual setup), or only to tokens that may read.
     metrics_require_token: bool = False
+    # Control and read endpoints, per token (or client address without one); ingest has its own
+    # back-pressure (503 busy).
+    api_rate_per_second: float = Field(default=20.0, gt=0, le=100_000)
+    api_burst: int = Field(default=40, ge=1, le=1_000_000)
+    # Browser origins allowed to call the API (CORS); none by default.
+    cors_origins: list[str] = []
     # A command delivered and not answered within this is delivered again (same id).
     command_redeliver_seconds: float = Field(default=60.0, gt=0, le=86_400)
     label_value_limit: int = Field(default=100, ge=1, le=100_000)

@@ -179,3 +179,42 @@ def test_the_audit_trail_names_who_did_what_and_exports(exporter):
     assert samples[("orchestrator_exporter_commands_queued", frozenset(
         {("kind", "task.cancel")}))] == 0
     assert samples[("orchestrator_exporter_command_delivery_seconds_count", frozenset())] == 1
+
+
+def test_a_token_past_its_rate_gets_429_with_retry_after_and_others_go_on(
+        exporter_factory, tmp_path):
+    exporter = exporter_factory(token=ADMIN, env={
+        "EXPORTER_TOKENS_FILE": str(write_tokens_file(tmp_path / "tokens.yml", [
+            (f"{role}-1", role, secret) for role, secret in TOKENS.items()])),
+        "EXPORTER_API_RATE_PER_SECOND": "0.5", "EXPORTER_API_BURST": "2"})
+    codes = [call(exporter, "GET", "/api/v1/commands", TOKENS["viewer"])[0] for _ in range(3)]
+    assert codes == [200, 200, 429]
+    with http_client() as client:
+        response = client.get(f"{exporter.url}/api/v1/commands",
+                              headers={"Authorization": f"Bearer {TOKENS['viewer']}"})
+    assert response.status_code == 429 and response.json()["code"] == "rate_limited"
+    assert 1 <= int(response.headers["Retry-After"]) <= 2
+    assert call(exporter, "GET", "/api/v1/commands", TOKENS["operator"])[0] == 200
+    # ingest has its own back-pressure: never rate-limited here
+    for _ in range(5):
+        assert exporter.post_events([{"type": "task.submitted", "task_id": "t"}]).status_code \
+            == 200
+
+
+def test_security_headers_on_every_answer_and_cors_only_when_configured(
+        exporter, exporter_factory):
+    with http_client() as client:
+        api = client.get(f"{exporter.url}/api/v1/commands",
+                         headers={"Origin": "https://grafana.example",
+                                  "Authorization": f"Bearer {TOKENS['viewer']}"})
+        metrics = client.get(f"{exporter.url}/metrics")
+    for response in (api, metrics):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["X-Frame-Options"] == "DENY"
+    assert api.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    assert "access-control-allow-origin" not in api.headers
+    allowed = exporter_factory(env={"EXPORTER_CORS_ORIGINS": '["https://grafana.example"]'})
+    with http_client() as client:
+        preflight = client.options(f"{allowed.url}/api/v1/commands", headers={
+            "Origin": "https://grafana.example", "Access-Control-Request-Method": "GET"})
+    assert preflight.headers["access-control-allow-origin"] == "https://grafana.example"

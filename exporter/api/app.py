@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from exporter import __version__
 from exporter.api.control import control_router
 from exporter.api.deps import guard
 from exporter.api.errors import ApiError, JSONResponse, install_error_handlers, request_id
+from exporter.api.guards import RateLimiter, SecurityHeaders
 from exporter.api.ingest import BodyParser, read_body
 from exporter.events import Event, json_schema
 from exporter.ledger.store import PreparedRows
@@ -44,7 +46,13 @@ def create_app(exporter: Exporter, *, tokens: TokenRegistry) -> FastAPI:
     app = FastAPI(title="orchestrator-exporter", version=__version__,
                   default_response_class=JSONResponse, lifespan=lifespan)
     install_error_handlers(app)
-    app.include_router(control_router(exporter, tokens))
+    limiter = RateLimiter(settings.api_rate_per_second, settings.api_burst)
+    app.include_router(control_router(exporter, tokens, limiter))
+    app.add_middleware(SecurityHeaders)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "X-Request-ID"])
     may_ingest = guard(tokens, exporter.telemetry, "ingest")
     metrics_guard = [Depends(guard(tokens, exporter.telemetry, "read"))] \
         if settings.metrics_require_token else []

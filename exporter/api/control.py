@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from exporter.api.deps import guard
 from exporter.api.errors import ApiError, JSONResponse
+from exporter.api.guards import RateLimiter
 from exporter.api.ingest import read_body
 from exporter.control.audit import Actor
 from exporter.control.commands import (
@@ -35,7 +36,8 @@ MAX_WAIT_SECONDS: Final = 60.0
 RECHECK_SECONDS: Final = 1.0
 
 _ERRORS: Final = {401: {"description": "no or unknown token"},
-                  403: {"description": "the token's role may not do this"}}
+                  403: {"description": "the token's role may not do this"},
+                  429: {"description": "too many requests for this token (Retry-After)"}}
 _COMMAND_BODY: Final = {"requestBody": {"required": True, "content": {"application/json": {
     "schema": {"type": "object", "required": ["kind"], "properties": {
         "kind": {"type": "string", "enum": list(KINDS)},
@@ -63,14 +65,15 @@ class _News:
             await asyncio.wait_for(self._event.wait(), seconds)
 
 
-def control_router(exporter: Exporter, tokens: TokenRegistry) -> APIRouter:
+def control_router(exporter: Exporter, tokens: TokenRegistry,
+                   limiter: RateLimiter) -> APIRouter:
     """`/api/v1/commands`, `/api/v1/tasks/{id}/cancel` and `/api/v1/audit`."""
     router = APIRouter(prefix="/api/v1", responses=_ERRORS)  # type: ignore[arg-type]
     telemetry = exporter.telemetry
-    may_command = Depends(guard(tokens, telemetry, "command"))
-    may_read = Depends(guard(tokens, telemetry, "read"))
-    may_deliver = Depends(guard(tokens, telemetry, "deliver"))
-    may_admin = Depends(guard(tokens, telemetry, "admin"))
+    may_command = Depends(guard(tokens, telemetry, "command", limiter))
+    may_read = Depends(guard(tokens, telemetry, "read", limiter))
+    may_deliver = Depends(guard(tokens, telemetry, "deliver", limiter))
+    may_admin = Depends(guard(tokens, telemetry, "admin", limiter))
     news = _News()
 
     async def issue(request: Request, token: Token, body: dict[str, Any],

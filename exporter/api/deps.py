@@ -7,21 +7,31 @@ from collections.abc import Awaitable, Callable
 from fastapi import Request
 
 from exporter.api.errors import ApiError
+from exporter.api.guards import RateLimiter, retry_after
 from exporter.telemetry import Telemetry
 from exporter.tokens import Capability, Token, TokenRegistry
 
 Guard = Callable[[Request], Awaitable[Token]]
 
 
-def guard(registry: TokenRegistry, telemetry: Telemetry, capability: Capability) -> Guard:
+def guard(registry: TokenRegistry, telemetry: Telemetry, capability: Capability,
+          limiter: RateLimiter | None = None) -> Guard:
     """A dependency: the caller's token when its role may `capability`; 401 without a known
-    token, 403 when its role may not. The token is also left in `request.state.token`."""
+    token, 403 when its role may not, 429 (with Retry-After) past `limiter`'s rate for the
+    token (or, without one, the client address). The token is left in `request.state.token`."""
 
     # async: a plain def would run in a thread of the pool for every request, waiting for the
     # GIL twice (there and back) while the applier and the writer hold it.
     async def require(request: Request) -> Token:
         scheme, _, secret = request.headers.get("authorization", "").partition(" ")
         token = registry.authenticate(secret) if scheme.lower() == "bearer" and secret else None
+        if limiter is not None:
+            caller = f"token:{token.name}" if token is not None else \
+                f"client:{request.client.host if request.client else ''}"
+            wait = limiter.take(caller)
+            if wait:
+                raise ApiError(429, "rate_limited", "too many requests; slow down",
+                               headers={"Retry-After": retry_after(wait)})
         if token is None:
             telemetry.rejected.labels("unauthorized").inc()
             raise ApiError(401, "unauthorized", "a valid bearer token is required",
