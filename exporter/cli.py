@@ -17,7 +17,7 @@ from typing import Any, Final
 import yaml
 from pydantic import ValidationError
 
-from exporter import __version__
+from exporter import __version__, ctl
 from exporter.config import ConfigError, FileConfig, load_config, parse_config
 from exporter.ledger import make_engine, migrate
 from exporter.settings import Settings
@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--name", required=True, help="shown in the audit trail")
     token.add_argument("--role", required=True, choices=("viewer", "operator", "ingest",
                                                           "admin"))
+    ctl.add_parser(commands)
     logs = commands.add_parser("import-logs", help="send the Python orchestrator's AgentLogger "
                                "folders (tools.jsonl, summary.jsonl) as events; again adds nothing")
     logs.add_argument("directory", help="agent_logs, a task's folder or one agent's folder")
@@ -100,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings, arguments)
         if arguments.command == "import-logs":
             return _import_logs(arguments)
+        if arguments.command == "ctl":
+            return ctl.run(arguments)
         if arguments.command == "token":
             return _new_token(arguments.name, arguments.role)
         if arguments.command == "migrate":
