@@ -32,11 +32,29 @@ class Budget:
 
 
 @dataclass(frozen=True, slots=True)
+class AlertAction:
+    """A firing alert of this name becomes this command (docs/control.md)."""
+
+    alert: str
+    command: str
+    ttl_seconds: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class AlertActions:
+    """The Alertmanager webhook's mapping; off (no actions) by default."""
+
+    actions: tuple[AlertAction, ...] = ()
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class FileConfig:
     """What the YAML file holds."""
 
     budgets: tuple[Budget, ...] = ()
     pricing: dict[str, Price] = field(default_factory=dict)
+    alert_actions: AlertActions = AlertActions()
 
 
 def _budget(index: int, entry: object) -> Budget:
@@ -68,7 +86,7 @@ def parse_config(document: object) -> FileConfig:
         return FileConfig()
     if not isinstance(document, dict):
         raise ConfigError("the config file must be a YAML mapping")
-    unknown = set(document) - {"budgets", "pricing"}
+    unknown = set(document) - {"budgets", "pricing", "alert_actions"}
     if unknown:
         raise ConfigError(f"unknown top-level keys {sorted(unknown)}")
     entries = document.get("budgets") or []
@@ -85,7 +103,41 @@ def parse_config(document: object) -> FileConfig:
         prices = parse_prices(pricing)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    return FileConfig(budgets=budgets, pricing=prices)
+    return FileConfig(budgets=budgets, pricing=prices,
+                      alert_actions=_alert_actions(document.get("alert_actions")))
+
+
+# The commands an alert may become: those whose target its labels (or the fleet) can name.
+ALERT_COMMANDS: Final = ("task.cancel", "agent.delete", "workflow.cancel", "fleet.pause")
+
+
+def _alert_actions(section: object) -> AlertActions:
+    if section is None:
+        return AlertActions()
+    if not isinstance(section, dict) or set(section) - {"dry_run", "actions"}:
+        raise ConfigError("alert_actions: a mapping with dry_run and actions")
+    dry_run = section.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise ConfigError("alert_actions.dry_run: must be true or false")
+    entries = section.get("actions") or []
+    if not isinstance(entries, list):
+        raise ConfigError("alert_actions.actions: must be a list")
+    return AlertActions(tuple(_alert_action(index, entry)
+                              for index, entry in enumerate(entries)), dry_run)
+
+
+def _alert_action(index: int, entry: object) -> AlertAction:
+    where = f"alert_actions.actions[{index}]"
+    if not isinstance(entry, dict) or set(entry) - {"alert", "command", "ttl_seconds"}:
+        raise ConfigError(f"{where}: a mapping with alert, command and ttl_seconds")
+    alert, command, ttl = entry.get("alert"), entry.get("command"), entry.get("ttl_seconds", 300)
+    if not isinstance(alert, str) or not alert:
+        raise ConfigError(f"{where}.alert: the alert's name")
+    if command not in ALERT_COMMANDS:
+        raise ConfigError(f"{where}.command: one of {', '.join(ALERT_COMMANDS)}")
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl <= 86_400:
+        raise ConfigError(f"{where}.ttl_seconds: a number above 0, at most 86400")
+    return AlertAction(alert, str(command), float(ttl))
 
 
 def load_config(path: Path | None) -> FileConfig:

@@ -84,6 +84,8 @@ def test_one_thread_per_alert_and_budget_or_agent() -> None:
 def test_every_receiver_is_slack_and_sends_resolved() -> None:
     config = yaml.safe_load(CONFIG.read_text())
     for receiver in config["receivers"]:
+        if receiver["name"] == "exporter-actions":
+            continue  # the exporter's webhook, below
         [slack] = receiver["slack_configs"]
         assert slack["send_resolved"] is True, receiver["name"]
         assert "api_url" not in slack, "the webhook URL is a secret: api_url_file only"
@@ -204,3 +206,15 @@ def test_critical_silences_the_warning_of_the_same_budget_or_agent_only(
         "[FIRING:1] OrchestratorAgentContextWindowCritical · agent x",
         "[FIRING:1] OrchestratorAgentContextWindowHigh · agent y",
     }
+
+
+def test_alerts_that_act_are_routed_to_the_exporter_only_once_enabled() -> None:
+    config = yaml.safe_load(CONFIG.read_text())
+    [webhook] = next(receiver["webhook_configs"] for receiver in config["receivers"]
+                     if receiver["name"] == "exporter-actions")
+    assert webhook["url"].endswith("/api/v1/alertmanager/webhook")
+    assert webhook["http_config"]["authorization"]["credentials_file"].startswith(
+        "/etc/alertmanager/secrets/")
+    stuck = ("alertname=OrchestratorAgentStuck", "severity=warning")
+    assert _receiver_for(*stuck) == "slack-warning"  # off as shipped
+    assert _receiver_for(*stuck, "actions=enabled") == "exporter-actions,slack-warning"

@@ -64,5 +64,8 @@ def test_results_lists_and_the_audit_are_answered_in_shape(client, body, command
                           headers=AUTH))
     _answered(client.get("/api/v1/commands", params=query, headers=AUTH))
     _answered(client.get("/api/v1/audit", params=query, headers=AUTH))
+    _answered(client.post("/api/v1/alertmanager/webhook", json=body, headers=AUTH))
+    _answered(client.post("/api/v1/alertmanager/webhook", json={"alerts": [body]},
+                          headers=AUTH))
     _answered(client.get("/api/v1/commands/next", params={
         key: value for key, value in query.items() if key != "wait"}, headers=AUTH))

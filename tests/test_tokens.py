@@ -101,6 +101,7 @@ ENDPOINTS = (  # method, path, body, capability (None: open)
     ("GET", "/api/v1/commands/no-such-id", b"", "read"),
     ("POST", "/api/v1/commands/no-such-id/result", b'{"status": "succeeded"}', "deliver"),
     ("GET", "/api/v1/audit", b"", "admin"),
+    ("POST", "/api/v1/alertmanager/webhook", b'{"alerts": []}', "command"),
 )
 MAY = {"viewer": {"read"}, "operator": {"read", "command"}, "ingest": {"ingest", "deliver"},
        "admin": {"read", "command", "ingest", "deliver", "admin"}}

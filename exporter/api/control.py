@@ -15,12 +15,14 @@ from exporter.api.deps import guard
 from exporter.api.errors import ApiError, JSONResponse
 from exporter.api.guards import RateLimiter
 from exporter.api.ingest import read_body
+from exporter.control.alerts import Planned, plan
 from exporter.control.audit import Actor
 from exporter.control.commands import (
     KINDS,
     RESULTS,
     Command,
     CommandError,
+    CommandRequest,
     Kind,
     Status,
     parse_command,
@@ -31,6 +33,7 @@ from exporter.service import Exporter
 from exporter.tokens import Token, TokenRegistry
 
 MAX_COMMAND_BYTES: Final = 64 * 1024
+MAX_WEBHOOK_BYTES: Final = 1024 * 1024
 MAX_WAIT_SECONDS: Final = 60.0
 # A long poll looks again this often even without news: a command due for redelivery, say.
 RECHECK_SECONDS: Final = 1.0
@@ -76,6 +79,27 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
     may_admin = Depends(guard(tokens, telemetry, "admin", limiter))
     news = _News()
 
+    async def create_command(actor: Actor, command_request: CommandRequest,
+                             detail: Any = None) -> tuple[Command, bool]:
+        """Check the target, store the command (or find it by its key), audit, wake polls."""
+        kind = command_request.kind
+        problem = check_target(kind, command_request.target, exporter.state, exporter.lock)
+        if problem is not None:
+            telemetry.commands.labels(kind, "refused").inc()
+            await _audit(exporter, actor, f"command.{kind}", command_request.target,
+                         "refused", {"reason": problem.reason, **(detail or {})})
+            code = "not_found" if problem.status == 404 else "conflict"
+            raise ApiError(problem.status, code, problem.reason)
+        command, created = await run_in_threadpool(
+            exporter.commands.create, command_request, issued_by=actor.token)
+        outcome = "queued" if created else "duplicate"
+        telemetry.commands.labels(kind, outcome).inc()
+        await _audit(exporter, actor, f"command.{kind}", command.target, outcome,
+                     {"command": command.id, **(detail or {})})
+        if created:
+            news.tell()
+        return command, created
+
     async def issue(request: Request, token: Token, body: dict[str, Any],
                     size: int) -> Response:
         actor = _actor(request, token)
@@ -86,23 +110,49 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
                          error.problems)
             raise ApiError(422, "invalid_command", "the command is invalid; nothing was "
                            "stored", error.problems) from None
-        kind = command_request.kind
-        problem = check_target(kind, command_request.target, exporter.state, exporter.lock)
-        if problem is not None:
-            telemetry.commands.labels(kind, "refused").inc()
-            await _audit(exporter, actor, f"command.{kind}", command_request.target,
-                         "refused", problem.reason)
-            code = "not_found" if problem.status == 404 else "conflict"
-            raise ApiError(problem.status, code, problem.reason)
-        command, created = await run_in_threadpool(
-            exporter.commands.create, command_request, issued_by=token.name)
-        outcome = "queued" if created else "duplicate"
-        telemetry.commands.labels(kind, outcome).inc()
-        await _audit(exporter, actor, f"command.{kind}", command.target, outcome,
-                     {"command": command.id})
-        if created:
-            news.tell()
+        command, created = await create_command(actor, command_request)
         return JSONResponse(command.as_dict(), status_code=201 if created else 200)
+
+    @router.post("/alertmanager/webhook", summary="Alertmanager's webhook: alerts that act",
+                 responses={413: {"description": "body too large"},
+                            422: {"description": "not a webhook payload"}})
+    async def alertmanager_webhook(request: Request,
+                                   token: Token = may_command) -> dict[str, Any]:
+        body = await read_body(request, MAX_WEBHOOK_BYTES)
+        try:
+            payload = orjson.loads(body)
+            planned = plan(payload, exporter.config.alert_actions,
+                           budgets=exporter.config.budgets, state=exporter.state,
+                           lock=exporter.lock)
+        except orjson.JSONDecodeError as error:
+            raise ApiError(400, "malformed_json", "the body is not valid JSON (UTF-8)",
+                           [{"field": "", "reason": str(error)}]) from None
+        except CommandError as error:
+            raise ApiError(422, "invalid_payload", "not an Alertmanager webhook payload",
+                           error.problems) from None
+        return await act_on(planned, _actor(request, token))
+
+    async def act_on(planned: list[Planned], actor: Actor) -> dict[str, Any]:
+        dry_run = exporter.config.alert_actions.dry_run
+        answer: dict[str, Any] = {"dry_run": dry_run, "commands": [], "skipped": []}
+        for item in planned:
+            alert = {"alert": item.alert, "labels": item.labels}
+            if item.request is None:
+                answer["skipped"].append({**alert, "reason": item.reason})
+                await _audit(exporter, actor, "alert", alert, "skipped", item.reason)
+            elif dry_run:
+                would = {"kind": item.request.kind, "target": item.request.target}
+                answer["commands"].append({**alert, "would_issue": would})
+                await _audit(exporter, actor, f"command.{item.request.kind}",
+                             item.request.target, "dry_run", alert)
+            else:
+                try:
+                    command, _ = await create_command(actor, item.request, alert)
+                except ApiError as error:  # the target ended meanwhile: the others go on
+                    answer["skipped"].append({**alert, "reason": error.message})
+                    continue
+                answer["commands"].append({**alert, "command": command.as_dict()})
+        return answer
 
     @router.post("/commands", summary="Issue a command to the orchestrators", status_code=201,
                  openapi_extra=_COMMAND_BODY, responses={
