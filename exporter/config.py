@@ -12,6 +12,7 @@ from exporter.pricing import Price, parse_prices
 
 PERIODS: Final = ("day", "week", "month")
 SCOPE_KEYS: Final = ("role", "model", "task_type", "workflow")
+ON_EXCEED: Final = ("alert", "pause", "cancel_new")
 
 
 class ConfigError(ValueError):
@@ -26,6 +27,8 @@ class Budget:
     limit_usd: float
     period: str
     scope: tuple[tuple[str, str], ...] = ()
+    # What crossing the limit does besides the alert: pause the scope, or cancel its new tasks.
+    on_exceed: str = "alert"
 
     def matches(self, dimensions: dict[str, str]) -> bool:
         return all(dimensions.get(key) == value for key, value in self.scope)
@@ -61,7 +64,7 @@ def _budget(index: int, entry: object) -> Budget:
     where = f"budgets[{index}]"
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: must be a mapping with name, limit_usd and period")
-    unknown = set(entry) - {"name", "limit_usd", "period", "scope"}
+    unknown = set(entry) - {"name", "limit_usd", "period", "scope", "on_exceed"}
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
     name, limit, period = entry.get("name"), entry.get("limit_usd"), entry.get("period")
@@ -77,7 +80,11 @@ def _budget(index: int, entry: object) -> Budget:
     # Roles fold to upper case in events too: `analyst` and `ANALYST` are one scope.
     pairs = tuple(sorted((str(key), str(value).upper() if key == "role" else str(value))
                          for key, value in scope.items()))
-    return Budget(name=name, limit_usd=float(limit), period=str(period), scope=pairs)
+    on_exceed = entry.get("on_exceed", "alert")
+    if on_exceed not in ON_EXCEED:
+        raise ConfigError(f"{where}.on_exceed: must be one of {', '.join(ON_EXCEED)}")
+    return Budget(name=name, limit_usd=float(limit), period=str(period), scope=pairs,
+                  on_exceed=str(on_exceed))
 
 
 def parse_config(document: object) -> FileConfig:

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.config import FileConfig, load_config
 from exporter.control.audit import AuditTrail
+from exporter.control.enforcer import BudgetEnforcer
 from exporter.control.queue import CommandQueue
 from exporter.ledger import Ledger, make_engine, migrate
 from exporter.metrics import MetricsRenderer
@@ -37,6 +38,7 @@ class Exporter:
     commands: CommandQueue
     audit: AuditTrail
     lock: threading.Lock
+    enforcer: BudgetEnforcer
 
     def start(self) -> None:
         """Migrate the ledger, restore the counters from it, start the writer."""
@@ -44,12 +46,14 @@ class Exporter:
         migrate(self.ledger.engine)
         replayed = self.pipeline.recover()
         self.pipeline.start()
+        self.enforcer.start()
         log.info("ledger ready in %.2f s: %d live agents, %d tasks in flight, %d events "
                  "applied after the last checkpoint", time.perf_counter() - started,
                  len(self.state.live), len(self.state.tasks), replayed)
 
     def close(self) -> None:
         """Commit what is queued and release the database."""
+        self.enforcer.stop()
         self.pipeline.stop()
         self.ledger.close()
 
@@ -73,6 +77,9 @@ def build_exporter(settings: Settings, *, registry: CollectorRegistry | None = N
     commands = CommandQueue(ledger.engine,
                             redeliver_seconds=settings.command_redeliver_seconds)
     registry.register(QueuedCommands(commands.queued_by_kind))
+    audit = AuditTrail(ledger.engine)
+    enforcer = BudgetEnforcer(budgets=config.budgets, state=state, lock=lock, queue=commands,
+                              audit=audit)
     return Exporter(settings=settings, config=config, ledger=ledger, state=state,
                     pipeline=pipeline, renderer=renderer, telemetry=telemetry,
-                    commands=commands, audit=AuditTrail(ledger.engine), lock=lock)
+                    commands=commands, audit=audit, lock=lock, enforcer=enforcer)

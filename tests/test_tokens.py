@@ -102,6 +102,7 @@ ENDPOINTS = (  # method, path, body, capability (None: open)
     ("POST", "/api/v1/commands/no-such-id/result", b'{"status": "succeeded"}', "deliver"),
     ("GET", "/api/v1/audit", b"", "admin"),
     ("POST", "/api/v1/alertmanager/webhook", b'{"alerts": []}', "command"),
+    ("GET", "/api/v1/admission?task_type=research", b"", "deliver"),
 )
 MAY = {"viewer": {"read"}, "operator": {"read", "command"}, "ingest": {"ingest", "deliver"},
        "admin": {"read", "command", "ingest", "deliver", "admin"}}

@@ -27,6 +27,7 @@ from exporter.control.commands import (
     Status,
     parse_command,
 )
+from exporter.control.enforcer import blocking
 from exporter.control.queue import CommandConflictError, UnknownCommandError
 from exporter.control.targets import check_target
 from exporter.service import Exporter
@@ -245,6 +246,20 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
             await _audit(exporter, _actor(request, token), f"result.{command.kind}",
                          {"command": command.id}, str(status), detail)
         return command.as_dict()
+
+    @router.get("/admission", summary="May new work of this scope start? (budgets that act)")
+    async def admission(
+            role: str | None = Query(None, max_length=128),
+            model: str | None = Query(None, max_length=128),
+            task_type: str | None = Query(None, max_length=128),
+            workflow: str | None = Query(None, max_length=128),
+            _token: Token = may_deliver) -> dict[str, Any]:
+        dimensions = {key: value for key, value in (
+            ("role", role.upper() if role else None), ("model", model),
+            ("task_type", task_type), ("workflow", workflow)) if value is not None}
+        names = await run_in_threadpool(blocking, exporter.config.budgets, exporter.state,
+                                        exporter.lock, dimensions, time.time())
+        return {"allowed": not names, "budgets": names}
 
     @router.get("/audit", summary="The audit trail, oldest first (JSON, or NDJSON to export)")
     async def audit(

@@ -88,6 +88,15 @@ class CommandQueue:
                 schema.commands.c.idempotency_key == key)).first()
         return None if row is None else _command(row)
 
+    def last_with_key_prefix(self, prefix: str) -> Command | None:
+        """The newest command whose idempotency key starts with `prefix`."""
+        table = schema.commands
+        with self.engine.connect() as connection:
+            row = connection.execute(select(table).where(
+                table.c.idempotency_key.startswith(prefix, autoescape=True))
+                .order_by(table.c.seq.desc()).limit(1)).first()
+        return None if row is None else _command(row)
+
     def list(self, *, status: str | None = None, kind: str | None = None,
              after: int = 0, limit: int = 100) -> tuple[list[Command], int | None]:
         """A page of commands, oldest first, and the cursor of the next page (None: the last)."""

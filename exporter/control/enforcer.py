@@ -1,0 +1,139 @@
+"""Budgets with teeth: what a budget's `on_exceed` does when its spend crosses the limit.
+
+- `pause`: one `fleet.pause` of the budget's scope is queued per crossing; one `fleet.resume`
+  when the spend is under the limit again (the period rolled over, or the limit was raised).
+- `cancel_new`: every task of the scope submitted while the budget is spent gets a
+  `task.cancel`. A task is matched by its `task_type` (and source): role, model and workflow
+  are not known when a task is submitted, so a scope of those alone cancels nothing.
+
+Events are always recorded, never refused, over budget. Every command is made idempotent by
+its key (budget, period, limit; or the task), so checking again, or after a restart, queues
+nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Final
+
+from exporter.budgets import period_bounds
+from exporter.config import Budget
+from exporter.control.audit import Actor, AuditTrail
+from exporter.control.commands import DEFAULT_TTL_SECONDS, CommandRequest
+from exporter.control.queue import CommandQueue
+from exporter.pricing import NANO_PER_USD
+from exporter.state import FleetState
+
+log = logging.getLogger(__name__)
+
+CHECK_SECONDS: Final = 1.0
+ACTING: Final = frozenset({"pause", "cancel_new"})
+
+
+def exceeded(budget: Budget, state: FleetState, now: float) -> bool:
+    """Call with the state lock held."""
+    return state.budgets.spent_nano(budget, now) >= round(budget.limit_usd * NANO_PER_USD)
+
+
+def blocking(budgets: tuple[Budget, ...], state: FleetState, lock: threading.Lock,
+             dimensions: dict[str, str], now: float) -> list[str]:
+    """The acting budgets spent whose scope these dimensions fall in (every scope key given
+    and equal): what admission answers."""
+    with lock:
+        return [budget.name for budget in budgets if budget.on_exceed in ACTING
+                and all(dimensions.get(key) == value for key, value in budget.scope)
+                and exceeded(budget, state, now)]
+
+
+class BudgetEnforcer:
+    """Checks the acting budgets every `CHECK_SECONDS` and queues their commands."""
+
+    def __init__(self, *, budgets: tuple[Budget, ...], state: FleetState, lock: threading.Lock,
+                 queue: CommandQueue, audit: AuditTrail,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.budgets = tuple(budget for budget in budgets if budget.on_exceed in ACTING)
+        self.state = state
+        self.lock = lock
+        self.queue = queue
+        self.audit = audit
+        self.clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        # When each budget was first seen spent: its tasks submitted since are the new ones.
+        self._spent_since: dict[str, float] = {}
+
+    def start(self) -> None:
+        if self.budgets:
+            self._thread = threading.Thread(target=self._loop, name="budget-enforcer",
+                                            daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(CHECK_SECONDS):
+            try:
+                self.check()
+            except Exception:  # the ledger busy for a moment: the next check acts
+                log.exception("checking the budgets failed")
+
+    def check(self) -> int:
+        """Queue what the budgets call for now; how many commands were new."""
+        now = self.clock()
+        queued = 0
+        for budget in self.budgets:
+            with self.lock:
+                spent = exceeded(budget, self.state, now)
+                if not spent:
+                    self._spent_since.pop(budget.name, None)
+                since = self._spent_since.setdefault(budget.name, now) if spent else now
+                new_tasks = self._tasks_in_scope(budget, since) if spent else []
+            if budget.on_exceed == "pause":
+                queued += self._pause_or_resume(budget, spent, now)
+            else:
+                queued += sum(self._issue(budget, CommandRequest(
+                    "task.cancel", {"task_id": task_id, "source": source},
+                    {"budget": budget.name}, DEFAULT_TTL_SECONDS,
+                    f"budget:{budget.name}:cancel:{source}:{task_id}"[:128]))
+                    for source, task_id in new_tasks)
+        return queued
+
+    def _pause_or_resume(self, budget: Budget, spent: bool, now: float) -> int:
+        last = self.queue.last_with_key_prefix(f"budget:{budget.name}:")
+        paused = last is not None and last.kind == "fleet.pause"
+        scope = dict(budget.scope)
+        if spent and not paused:
+            start = period_bounds(budget.period, now)[0]
+            key = f"budget:{budget.name}:pause:{start:.0f}:{budget.limit_usd:g}"
+            return self._issue(budget, CommandRequest("fleet.pause", scope,
+                                                      {"budget": budget.name},
+                                                      DEFAULT_TTL_SECONDS, key))
+        if not spent and paused and last is not None:
+            key = f"budget:{budget.name}:resume:{last.id}"
+            return self._issue(budget, CommandRequest("fleet.resume", scope,
+                                                      {"budget": budget.name},
+                                                      DEFAULT_TTL_SECONDS, key))
+        return 0
+
+    def _tasks_in_scope(self, budget: Budget, since: float) -> list[tuple[str, str]]:
+        """Open tasks of the budget's task type submitted since it was spent (lock held)."""
+        scope = dict(budget.scope)
+        if "task_type" not in scope:
+            return []
+        return [(task.source, task.task_id) for task in self.state.tasks.values()
+                if task.task_type == scope["task_type"] and task.submitted_at is not None
+                and task.submitted_at >= since]
+
+    def _issue(self, budget: Budget, request: CommandRequest) -> int:
+        command, created = self.queue.create(request, issued_by=f"budget:{budget.name}")
+        if created:
+            self.audit.record(Actor(f"budget:{budget.name}"), f"command.{command.kind}",
+                              command.target, "queued", {"command": command.id,
+                                                         "budget": budget.name})
+        return int(created)

@@ -1,0 +1,98 @@
+"""Budgets with teeth, on a simulated clock: a paused scope once per crossing and resumed when
+the period rolls over; new tasks of a spent scope cancelled; admission blocked for that scope
+only."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry
+
+from exporter.callback import MonitorCallback
+from exporter.config import parse_config
+from exporter.control.enforcer import BudgetEnforcer, blocking
+from exporter.service import Exporter, build_exporter
+from exporter.settings import Settings
+
+CONFIG = """
+budgets:
+  - {name: research-daily, limit_usd: 5, period: day, scope: {task_type: research},
+     on_exceed: pause}
+  - {name: bugs-daily, limit_usd: 1, period: day, scope: {task_type: bug_fix},
+     on_exceed: cancel_new}
+  - {name: fleet-daily, limit_usd: 1000, period: day}
+"""
+
+
+@pytest.fixture
+def exporter(tmp_path) -> Iterator[Exporter]:
+    built = build_exporter(Settings(database_url=f"sqlite:///{tmp_path / 'l.db'}"),
+                           registry=CollectorRegistry(),
+                           config=parse_config(yaml.safe_load(CONFIG)))
+    built.start()
+    built.enforcer.stop()  # the tests check on their own clock (its first check is 1 s away)
+    yield built
+    built.close()
+
+
+def spend(exporter: Exporter, task_id: str, task_type: str, usd: float, at: float) -> None:
+    callback = MonitorCallback(exporter.pipeline, strict=True)
+    callback.emit({"type": "task.submitted", "task_id": task_id, "task_type": task_type,
+                   "timestamp": at})
+    callback.emit({"type": "agent.created", "agent_id": f"a-{task_id}", "role": "ANALYST",
+                   "task_id": task_id, "timestamp": at})
+    callback.emit({"type": "agent.usage", "agent_id": f"a-{task_id}", "cost_usd": usd,
+                   "timestamp": at})
+    assert callback.flush(timeout=10)
+
+
+def queued(exporter: Exporter) -> list[tuple[str, dict[str, str]]]:
+    return [(command.kind, command.target) for command in exporter.commands.list()[0]]
+
+
+def test_a_pause_budget_pauses_its_scope_once_and_resumes_when_the_day_rolls_over(exporter):
+    now = [time.time()]
+    enforcer = BudgetEnforcer(budgets=exporter.config.budgets, state=exporter.state,
+                              lock=exporter.lock, queue=exporter.commands,
+                              audit=exporter.audit, clock=lambda: now[0])
+    spend(exporter, "r-1", "research", 4.0, now[0])
+    assert enforcer.check() == 0
+    spend(exporter, "r-2", "research", 2.0, now[0])
+    assert enforcer.check() == 1
+    assert enforcer.check() == 0  # once per crossing, however often it is checked
+    assert queued(exporter) == [("fleet.pause", {"task_type": "research"})]
+    budgets = exporter.config.budgets
+    assert blocking(budgets, exporter.state, exporter.lock, {"task_type": "research"},
+                    now[0]) == ["research-daily"]
+    assert blocking(budgets, exporter.state, exporter.lock, {"task_type": "bug_fix"},
+                    now[0]) == []
+    assert blocking(budgets, exporter.state, exporter.lock, {}, now[0]) == []
+
+    now[0] += 86_400  # the next UTC day: nothing spent in it yet
+    assert enforcer.check() == 1
+    assert enforcer.check() == 0
+    assert queued(exporter)[-1] == ("fleet.resume", {"task_type": "research"})
+    assert blocking(budgets, exporter.state, exporter.lock, {"task_type": "research"},
+                    now[0]) == []
+    trail = exporter.audit.list()[0]
+    assert [(entry.token, entry.action) for entry in trail] == [
+        ("budget:research-daily", "command.fleet.pause"),
+        ("budget:research-daily", "command.fleet.resume")]
+
+
+def test_a_cancel_new_budget_cancels_the_tasks_submitted_once_it_is_spent(exporter):
+    now = [time.time()]
+    enforcer = BudgetEnforcer(budgets=exporter.config.budgets, state=exporter.state,
+                              lock=exporter.lock, queue=exporter.commands,
+                              audit=exporter.audit, clock=lambda: now[0])
+    spend(exporter, "b-old", "bug_fix", 1.5, now[0] - 10)  # spends it; submitted before
+    assert enforcer.check() == 0
+    now[0] += 5
+    spend(exporter, "b-new", "bug_fix", 0.0, now[0])
+    spend(exporter, "d-new", "documentation", 0.0, now[0])
+    assert enforcer.check() == 1
+    assert enforcer.check() == 0
+    assert queued(exporter) == [("task.cancel", {"task_id": "b-new", "source": "default"})]
