@@ -20,6 +20,8 @@ from grafana.panels import (
     query,
     right_axis,
     stat_panel,
+    table_panel,
+    table_query,
     timeseries_panel,
 )
 
@@ -158,6 +160,52 @@ def _ingest_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Das
     )
 
 
+def _control_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Dashboard:
+    """Commands to the orchestrators (docs/control.md): what was asked and what came of it."""
+    return (
+        builder.with_row(dashboard_builders.Row("Commands"))
+        .with_panel(
+            stat_panel(
+                "Commands waiting", COUNT,
+                query(f"sum(orchestrator_exporter_commands_queued{{{JOB}}})", instant=True),
+                description="Commands queued that no orchestrator has taken yet. Growing: no "
+                            "orchestrator takes commands (docs/control.md).",
+                thresholds=((None, "green"), (10, "orange"), (100, "red")),
+                size=(4, 8),
+            )
+        )
+        .with_panel(
+            Conditional(
+                table_panel(
+                    "Recent commands and their outcomes", COUNT,
+                    table_query(
+                        "sum by (kind, outcome) (increase("
+                        f"orchestrator_exporter_commands_total{{{JOB}}}[24h])) > 0"),
+                    description="Commands of the last 24 hours by kind and outcome: queued, "
+                                "duplicate, refused, delivered, succeeded, failed. Each one "
+                                "is in the audit trail (GET /api/v1/audit).",
+                    size=(8, 8),
+                    columns=(("kind", "Kind", None), ("outcome", "Outcome", None),
+                             ("Value", "Commands", COUNT)),
+                    sort_by="Commands",
+                ),
+                "Empty until a command is issued.",
+            )
+        )
+        .with_panel(
+            Conditional(
+                timeseries_panel(
+                    "Command delivery latency", SECONDS,
+                    *_quantiles("orchestrator_exporter_command_delivery_seconds", "delivery"),
+                    description="From a command's creation to its first delivery to an "
+                                "orchestrator (P50, P99).",
+                ),
+                "Empty until an orchestrator takes a command.",
+            )
+        )
+    )
+
+
 def _scrape_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Dashboard:
     return (
         builder.with_row(dashboard_builders.Row("Scrape and ledger"))
@@ -266,4 +314,4 @@ def dashboard() -> dashboard_builders.Dashboard:
         tags=["exporter"],
         variables=["job"],
     )
-    return _caps_row(_scrape_row(_ingest_row(_summary_row(builder))))
+    return _control_row(_caps_row(_scrape_row(_ingest_row(_summary_row(builder)))))
