@@ -44,6 +44,14 @@ class BudgetTracker:
         self.by_day: dict[str, dict[int, int]] = {budget.name: {} for budget in budgets}
         self.first_day = 0
 
+    def replace(self, budgets: tuple[Budget, ...], first_day: int,
+                sums: dict[str, dict[int, int]]) -> None:
+        """Other budgets, with their per-day sums read from the ledger."""
+        self.budgets = budgets
+        self.by_day = {budget.name: {} for budget in budgets}
+        self.first_day = 0
+        self.restore(first_day, sums)
+
     def restore(self, first_day: int, sums: dict[str, dict[int, int]]) -> None:
         self.first_day = first_day
         for name, days in sums.items():

@@ -60,8 +60,8 @@ class FileConfig:
     alert_actions: AlertActions = AlertActions()
 
 
-def _budget(index: int, entry: object) -> Budget:
-    where = f"budgets[{index}]"
+def parse_budget(entry: object, where: str) -> Budget:
+    """One budget `{name, limit_usd, period, scope, on_exceed}`; ConfigError names the key."""
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: must be a mapping with name, limit_usd and period")
     unknown = set(entry) - {"name", "limit_usd", "period", "scope", "on_exceed"}
@@ -99,7 +99,8 @@ def parse_config(document: object) -> FileConfig:
     entries = document.get("budgets") or []
     if not isinstance(entries, list):
         raise ConfigError("budgets: must be a list")
-    budgets = tuple(_budget(index, entry) for index, entry in enumerate(entries))
+    budgets = tuple(parse_budget(entry, f"budgets[{index}]")
+                    for index, entry in enumerate(entries))
     names = [budget.name for budget in budgets]
     if len(set(names)) != len(names):
         raise ConfigError("budgets: names must be unique")

@@ -15,7 +15,6 @@ from typing import Final
 from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.budgets import period_bounds
-from exporter.config import Budget
 from exporter.events import AGENT_STATUSES
 from exporter.labels import CAPPED_LABELS
 from exporter.pricing import NANO_PER_USD
@@ -43,12 +42,10 @@ class MetricsRenderer:
     """Renders the state under its lock, then appends the exporter's own registry."""
 
     def __init__(self, *, state: FleetState, lock: threading.Lock, registry: CollectorRegistry,
-                 budgets: tuple[Budget, ...], live_agent_limit: int,
-                 clock: Callable[[], float] = time.time) -> None:
+                 live_agent_limit: int, clock: Callable[[], float] = time.time) -> None:
         self.state = state
         self.lock = lock
         self.registry = registry
-        self.budgets = budgets
         self.live_agent_limit = live_agent_limit
         self.clock = clock
         self._labels: dict[tuple[str, tuple[str, ...]], str] = {}
@@ -175,7 +172,7 @@ class MetricsRenderer:
         now = self.clock()
         tracker = self.state.budgets
         tracker.prune(now)
-        rows = [(budget, *period_bounds(budget.period, now)) for budget in self.budgets]
+        rows = [(budget, *period_bounds(budget.period, now)) for budget in tracker.budgets]
         for name, help_text, column in _BUDGET_GAUGES:
             _header(lines, name, help_text, "gauge")
             for budget, start, end in rows:

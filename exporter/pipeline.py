@@ -18,10 +18,10 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 import orjson
 
@@ -32,6 +32,7 @@ from exporter.state import FleetState
 from exporter.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
+ResultT = TypeVar("ResultT")
 
 # Large enough to amortise a commit (fsync); small enough to keep a scrape's wait short.
 MAX_GROUP_EVENTS: Final = 5_000
@@ -100,6 +101,9 @@ class IngestPipeline:
         # Held by the writer from a commit until its group is queued for the applier, so that a
         # rebuild can know every committed group is either in the queue or not yet written.
         self._write_gate = threading.Lock()
+        # One checkpoint at a time: `settled` must not read the ledger while the applier's
+        # checkpoint, already taken from the state, is still being written.
+        self._checkpointing = threading.Lock()
         self._threads: list[threading.Thread] = []
         telemetry.queue.set_function(lambda: self._pending + len(self._loose))
 
@@ -323,14 +327,23 @@ class IngestPipeline:
     def _safe_checkpoint(self) -> None:
         try:
             # Only copying the rows holds the lock that scrapes wait for; the write does not.
-            with self.lock:
-                rows = self._prepare_checkpoint()
-            self._write_checkpoint(rows)
+            with self._checkpointing:
+                with self.lock:
+                    rows = self._prepare_checkpoint()
+                self._write_checkpoint(rows)
         except Exception:
             # The events are durable; rebuilding from the last good checkpoint loses nothing.
             log.exception("checkpoint failed; rebuilding the state from the ledger")
             self.telemetry.ledger_errors.labels("write").inc()
             self._rebuild()
+
+    def settled(self, action: Callable[[], ResultT]) -> ResultT:
+        """Run `action` under the state lock right after a checkpoint: the ledger's aggregates
+        then hold all the state does (a new budget's spend, read from the daily sums, is exact).
+        Rare, admin-driven: ingest waits for one checkpoint write meanwhile."""
+        with self._checkpointing, self.lock:
+            self._write_checkpoint(self._prepare_checkpoint())
+            return action()
 
     def _rebuild(self) -> None:
         """Pause the writer, rebuild from the ledger (which holds every committed group), then

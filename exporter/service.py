@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.config import FileConfig, load_config
 from exporter.control.audit import AuditTrail
+from exporter.control.budget_book import BudgetBook
 from exporter.control.enforcer import BudgetEnforcer
 from exporter.control.queue import CommandQueue
 from exporter.ledger import Ledger, make_engine, migrate
@@ -39,11 +40,13 @@ class Exporter:
     audit: AuditTrail
     lock: threading.Lock
     enforcer: BudgetEnforcer
+    budgets: BudgetBook
 
     def start(self) -> None:
         """Migrate the ledger, restore the counters from it, start the writer."""
         started = time.perf_counter()
         migrate(self.ledger.engine)
+        self.budgets.load()
         replayed = self.pipeline.recover()
         self.pipeline.start()
         self.enforcer.start()
@@ -72,14 +75,15 @@ def build_exporter(settings: Settings, *, registry: CollectorRegistry | None = N
     pipeline = IngestPipeline(ledger=ledger, state=state, lock=lock, telemetry=telemetry,
                               checkpoint_seconds=settings.checkpoint_seconds)
     renderer = MetricsRenderer(state=state, lock=lock, registry=registry,
-                               budgets=config.budgets,
                                live_agent_limit=settings.live_agent_limit)
     commands = CommandQueue(ledger.engine,
                             redeliver_seconds=settings.command_redeliver_seconds)
     registry.register(QueuedCommands(commands.queued_by_kind))
     audit = AuditTrail(ledger.engine)
-    enforcer = BudgetEnforcer(budgets=config.budgets, state=state, lock=lock, queue=commands,
-                              audit=audit)
+    enforcer = BudgetEnforcer(state=state, lock=lock, queue=commands, audit=audit)
+    budgets = BudgetBook(config_budgets=config.budgets, ledger=ledger, pipeline=pipeline,
+                         state=state)
     return Exporter(settings=settings, config=config, ledger=ledger, state=state,
                     pipeline=pipeline, renderer=renderer, telemetry=telemetry,
-                    commands=commands, audit=audit, lock=lock, enforcer=enforcer)
+                    commands=commands, audit=audit, lock=lock, enforcer=enforcer,
+                    budgets=budgets)

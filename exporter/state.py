@@ -245,6 +245,12 @@ class FleetState:
         self._label_value_limit = label_value_limit
         self._reset(LabelLimiter(label_value_limit))
 
+    def set_budgets(self, budgets: tuple[Budget, ...], first_day: int,
+                    sums: dict[str, dict[int, int]]) -> None:
+        """Budgets changed at runtime (lock held, nothing pending for the ledger)."""
+        self._budget_config = budgets
+        self.budgets.replace(budgets, first_day, sums)
+
     def _reset(self, limiter: LabelLimiter) -> None:
         self.families = Families()
         self.limiter = limiter

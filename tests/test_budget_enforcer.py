@@ -55,9 +55,9 @@ def queued(exporter: Exporter) -> list[tuple[str, dict[str, str]]]:
 
 def test_a_pause_budget_pauses_its_scope_once_and_resumes_when_the_day_rolls_over(exporter):
     now = [time.time()]
-    enforcer = BudgetEnforcer(budgets=exporter.config.budgets, state=exporter.state,
-                              lock=exporter.lock, queue=exporter.commands,
-                              audit=exporter.audit, clock=lambda: now[0])
+    enforcer = BudgetEnforcer(state=exporter.state, lock=exporter.lock,
+                              queue=exporter.commands, audit=exporter.audit,
+                              clock=lambda: now[0])
     spend(exporter, "r-1", "research", 4.0, now[0])
     assert enforcer.check() == 0
     spend(exporter, "r-2", "research", 2.0, now[0])
@@ -85,9 +85,9 @@ def test_a_pause_budget_pauses_its_scope_once_and_resumes_when_the_day_rolls_ove
 
 def test_a_cancel_new_budget_cancels_the_tasks_submitted_once_it_is_spent(exporter):
     now = [time.time()]
-    enforcer = BudgetEnforcer(budgets=exporter.config.budgets, state=exporter.state,
-                              lock=exporter.lock, queue=exporter.commands,
-                              audit=exporter.audit, clock=lambda: now[0])
+    enforcer = BudgetEnforcer(state=exporter.state, lock=exporter.lock,
+                              queue=exporter.commands, audit=exporter.audit,
+                              clock=lambda: now[0])
     spend(exporter, "b-old", "bug_fix", 1.5, now[0] - 10)  # spends it; submitted before
     assert enforcer.check() == 0
     now[0] += 5

@@ -65,6 +65,9 @@ def test_results_lists_and_the_audit_are_answered_in_shape(client, body, command
     _answered(client.get("/api/v1/commands", params=query, headers=AUTH))
     _answered(client.get("/api/v1/audit", params=query, headers=AUTH))
     _answered(client.post("/api/v1/alertmanager/webhook", json=body, headers=AUTH))
+    _answered(client.put(f"/api/v1/budgets/{quote(command_id, safe='')}", json=body,
+                         headers=AUTH))
+    _answered(client.post("/api/v1/budgets", json=body, headers=AUTH))
     _answered(client.post("/api/v1/alertmanager/webhook", json={"alerts": [body]},
                           headers=AUTH))
     _answered(client.get("/api/v1/commands/next", params={

@@ -103,6 +103,10 @@ ENDPOINTS = (  # method, path, body, capability (None: open)
     ("GET", "/api/v1/audit", b"", "admin"),
     ("POST", "/api/v1/alertmanager/webhook", b'{"alerts": []}', "command"),
     ("GET", "/api/v1/admission?task_type=research", b"", "deliver"),
+    ("GET", "/api/v1/budgets", b"", "admin"),
+    ("PUT", "/api/v1/budgets/b-1", b'{"limit_usd": 1, "period": "day"}', "admin"),
+    ("POST", "/api/v1/budgets", b'{"name": "b-2", "limit_usd": 1, "period": "day"}', "admin"),
+    ("DELETE", "/api/v1/budgets/no-such-budget", b"", "admin"),
 )
 MAY = {"viewer": {"read"}, "operator": {"read", "command"}, "ingest": {"ingest", "deliver"},
        "admin": {"read", "command", "ingest", "deliver", "admin"}}
@@ -115,7 +119,7 @@ def test_every_endpoint_answers_each_role_as_its_capabilities_say(guarded):
             code, answer = status(exporter, method, path, secret, body)
             if capability is None or (caller in MAY and capability in MAY[caller]):
                 # allowed: what the request itself deserves (201, 204, a 404 of no such id...)
-                assert code in (200, 201, 204, 404), (method, path, caller, answer)
+                assert code in (200, 201, 204, 404, 409), (method, path, caller, answer)
             elif caller in MAY:
                 assert (code, answer["code"]) == (403, "forbidden"), (method, path, caller)
                 assert caller in str(answer["message"]) and "request_id" in answer

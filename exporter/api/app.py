@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from exporter import __version__
+from exporter.api.budgets import budgets_router
 from exporter.api.control import control_router
 from exporter.api.deps import guard
 from exporter.api.errors import ApiError, JSONResponse, install_error_handlers, request_id
@@ -48,6 +49,7 @@ def create_app(exporter: Exporter, *, tokens: TokenRegistry) -> FastAPI:
     install_error_handlers(app)
     limiter = RateLimiter(settings.api_rate_per_second, settings.api_burst)
     app.include_router(control_router(exporter, tokens, limiter))
+    app.include_router(budgets_router(exporter, tokens, limiter))
     app.add_middleware(SecurityHeaders)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,

@@ -11,7 +11,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from exporter.api.deps import guard
+from exporter.api.deps import actor_of, guard
 from exporter.api.errors import ApiError, JSONResponse
 from exporter.api.guards import RateLimiter
 from exporter.api.ingest import read_body
@@ -103,7 +103,7 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
 
     async def issue(request: Request, token: Token, body: dict[str, Any],
                     size: int) -> Response:
-        actor = _actor(request, token)
+        actor = actor_of(request, token)
         try:
             command_request = parse_command(body, args_size=size)
         except CommandError as error:
@@ -123,7 +123,7 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
         try:
             payload = orjson.loads(body)
             planned = plan(payload, exporter.config.alert_actions,
-                           budgets=exporter.config.budgets, state=exporter.state,
+                           budgets=exporter.budgets.budgets, state=exporter.state,
                            lock=exporter.lock)
         except orjson.JSONDecodeError as error:
             raise ApiError(400, "malformed_json", "the body is not valid JSON (UTF-8)",
@@ -131,7 +131,7 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
         except CommandError as error:
             raise ApiError(422, "invalid_payload", "not an Alertmanager webhook payload",
                            error.problems) from None
-        return await act_on(planned, _actor(request, token))
+        return await act_on(planned, actor_of(request, token))
 
     async def act_on(planned: list[Planned], actor: Actor) -> dict[str, Any]:
         dry_run = exporter.config.alert_actions.dry_run
@@ -204,7 +204,7 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
             command = await run_in_threadpool(exporter.commands.take_next)
             if command is not None:
                 _delivered(exporter, command)
-                await _audit(exporter, _actor(request, token), f"deliver.{command.kind}",
+                await _audit(exporter, actor_of(request, token), f"deliver.{command.kind}",
                              {"command": command.id}, "delivered")
                 return JSONResponse(command.as_dict())
             remaining = deadline - time.monotonic()
@@ -243,7 +243,7 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
             raise ApiError(409, "conflict", str(error)) from None
         if changed:
             telemetry.commands.labels(command.kind, status).inc()
-            await _audit(exporter, _actor(request, token), f"result.{command.kind}",
+            await _audit(exporter, actor_of(request, token), f"result.{command.kind}",
                          {"command": command.id}, str(status), detail)
         return command.as_dict()
 
@@ -257,7 +257,7 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
         dimensions = {key: value for key, value in (
             ("role", role.upper() if role else None), ("model", model),
             ("task_type", task_type), ("workflow", workflow)) if value is not None}
-        names = await run_in_threadpool(blocking, exporter.config.budgets, exporter.state,
+        names = await run_in_threadpool(blocking, exporter.budgets.budgets, exporter.state,
                                         exporter.lock, dimensions, time.time())
         return {"allowed": not names, "budgets": names}
 
@@ -294,10 +294,6 @@ async def _json_body(request: Request, *, optional: bool = False) -> tuple[Any, 
         raise ApiError(400, "malformed_json", "the body is not valid JSON (UTF-8)",
                        [{"field": "", "reason": str(error)}]) from None
 
-
-def _actor(request: Request, token: Token) -> Actor:
-    client = request.client.host if request.client is not None else ""
-    return Actor(token.name, client, request.headers.get("user-agent", ""))
 
 
 async def _audit(exporter: Exporter, actor: Actor, action: str, target: Any, outcome: str,

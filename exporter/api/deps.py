@@ -8,6 +8,7 @@ from fastapi import Request
 
 from exporter.api.errors import ApiError
 from exporter.api.guards import RateLimiter, retry_after
+from exporter.control.audit import Actor
 from exporter.telemetry import Telemetry
 from exporter.tokens import Capability, Token, TokenRegistry
 
@@ -44,3 +45,9 @@ def guard(registry: TokenRegistry, telemetry: Telemetry, capability: Capability,
         return token
 
     return require
+
+
+def actor_of(request: Request, token: Token) -> Actor:
+    """Who asked, for the audit trail: the token's name, the client address, the user agent."""
+    client = request.client.host if request.client is not None else ""
+    return Actor(token.name, client, request.headers.get("user-agent", ""))

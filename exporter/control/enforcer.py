@@ -51,10 +51,8 @@ def blocking(budgets: tuple[Budget, ...], state: FleetState, lock: threading.Loc
 class BudgetEnforcer:
     """Checks the acting budgets every `CHECK_SECONDS` and queues their commands."""
 
-    def __init__(self, *, budgets: tuple[Budget, ...], state: FleetState, lock: threading.Lock,
-                 queue: CommandQueue, audit: AuditTrail,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.budgets = tuple(budget for budget in budgets if budget.on_exceed in ACTING)
+    def __init__(self, *, state: FleetState, lock: threading.Lock, queue: CommandQueue,
+                 audit: AuditTrail, clock: Callable[[], float] = time.time) -> None:
         self.state = state
         self.lock = lock
         self.queue = queue
@@ -65,11 +63,15 @@ class BudgetEnforcer:
         # When each budget was first seen spent: its tasks submitted since are the new ones.
         self._spent_since: dict[str, float] = {}
 
+    @property
+    def budgets(self) -> tuple[Budget, ...]:
+        """The acting budgets in force (they change at runtime: BudgetBook)."""
+        return tuple(budget for budget in self.state.budgets.budgets
+                     if budget.on_exceed in ACTING)
+
     def start(self) -> None:
-        if self.budgets:
-            self._thread = threading.Thread(target=self._loop, name="budget-enforcer",
-                                            daemon=True)
-            self._thread.start()
+        self._thread = threading.Thread(target=self._loop, name="budget-enforcer", daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()

@@ -197,3 +197,15 @@ audit = Table(
     Column("detail", Text, nullable=True),
     Index("ix_audit_at", "at"),
 )
+
+# Budgets made at runtime (PUT /api/v1/budgets): merged with the config file's.
+runtime_budgets = Table(
+    "runtime_budgets", metadata,
+    Column("name", String(NAME), primary_key=True),
+    Column("limit_usd", Float, nullable=False),
+    Column("period", String(16), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("on_exceed", String(16), nullable=False),
+    Column("updated_by", String(64), nullable=False),
+    Column("updated_at", Float, nullable=False),
+)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
 
 import orjson
-from sqlalchemy import Connection, Engine, Table, func, select, text
+from sqlalchemy import Connection, Engine, Table, func, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import ColumnElement
@@ -425,6 +425,36 @@ class Ledger:
                             & (steps.c.run_id == runs.c.run_id))
         snapshot.steps = [_entity(Step, row) for row in connection.execute(
             select(steps).select_from(joined).where(runs.c.ended_at.is_(None)))]
+
+    def budget_days(self, budgets: tuple[Budget, ...],
+                    now: float) -> tuple[int, dict[str, dict[int, int]]]:
+        """Each budget's spend per day of its current period, from the daily sums."""
+        first_day = window_start_day(budgets, now)
+        with self.engine.connect() as connection:
+            return first_day, _budget_days(connection, budgets, first_day)
+
+    def runtime_budgets(self) -> list[Budget]:
+        table = schema.runtime_budgets
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(table).order_by(table.c.name)).all()
+        return [Budget(name=row.name, limit_usd=row.limit_usd, period=row.period,
+                       scope=tuple((key, value) for key, value in orjson.loads(row.scope)),
+                       on_exceed=row.on_exceed) for row in rows]
+
+    def save_budget(self, budget: Budget, *, by: str, at: float) -> None:
+        table = schema.runtime_budgets
+        values = {"limit_usd": budget.limit_usd, "period": budget.period,
+                  "scope": orjson.dumps([list(pair) for pair in budget.scope]).decode(),
+                  "on_exceed": budget.on_exceed, "updated_by": by, "updated_at": at}
+        with self.engine.begin() as connection:
+            if connection.execute(update(table).where(table.c.name == budget.name)
+                                  .values(**values)).rowcount == 0:
+                connection.execute(table.insert().values(name=budget.name, **values))
+
+    def delete_budget(self, name: str) -> None:
+        table = schema.runtime_budgets
+        with self.engine.begin() as connection:
+            connection.execute(table.delete().where(table.c.name == name))
 
     def count_events(self) -> int:
         with self.engine.connect() as connection:

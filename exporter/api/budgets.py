@@ -1,0 +1,118 @@
+"""Budgets at runtime over HTTP (admin): listed with their spend, made, changed, deleted."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Final
+
+import orjson
+from fastapi import APIRouter, Depends, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from exporter.api.deps import actor_of, guard
+from exporter.api.errors import ApiError, JSONResponse
+from exporter.api.guards import RateLimiter
+from exporter.api.ingest import read_body
+from exporter.budgets import period_bounds
+from exporter.config import Budget, ConfigError, parse_budget
+from exporter.control.budget_book import ConfigBudgetError, UnknownBudgetError
+from exporter.pricing import NANO_PER_USD
+from exporter.service import Exporter
+from exporter.tokens import Token, TokenRegistry
+
+MAX_BUDGET_BYTES: Final = 16 * 1024
+_BODY: Final = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["limit_usd", "period"], "properties": {
+        "name": {"type": "string"}, "limit_usd": {"type": "number", "exclusiveMinimum": 0},
+        "period": {"type": "string", "enum": ["day", "week", "month"]},
+        "scope": {"type": "object", "additionalProperties": {"type": "string"}},
+        "on_exceed": {"type": "string", "enum": ["alert", "pause", "cancel_new"]}}}}}}}
+_ERRORS: Final = {401: {"description": "no or unknown token"},
+                  403: {"description": "only admin tokens"},
+                  429: {"description": "too many requests for this token (Retry-After)"}}
+
+
+def budgets_router(exporter: Exporter, tokens: TokenRegistry,
+                   limiter: RateLimiter) -> APIRouter:
+    """`/api/v1/budgets`: the config file's budgets read-only, runtime ones managed."""
+    router = APIRouter(prefix="/api/v1/budgets", responses=_ERRORS)  # type: ignore[arg-type]
+    may_admin = Depends(guard(tokens, exporter.telemetry, "admin", limiter))
+    book = exporter.budgets
+
+    def described(budget: Budget) -> dict[str, Any]:
+        now = time.time()
+        start, end = period_bounds(budget.period, now)
+        with exporter.lock:
+            spent = exporter.state.budgets.spent_nano(budget, now) / NANO_PER_USD
+        return {"name": budget.name, "limit_usd": budget.limit_usd, "period": budget.period,
+                "scope": dict(budget.scope), "on_exceed": budget.on_exceed,
+                "source": "config" if book.from_config(budget.name) else "runtime",
+                "spent_usd": spent, "period_start": start, "period_end": end}
+
+    async def save(request: Request, token: Token, name: str | None,
+                   create_only: bool) -> Response:
+        body = await _body(request)
+        entry = {**body, "name": name} if name is not None else body
+        try:
+            budget = parse_budget(entry, "budget")
+        except ConfigError as error:
+            raise ApiError(422, "invalid_budget", str(error),
+                           [{"field": "", "reason": str(error)}]) from None
+        if create_only and budget.name in {known.name for known in book.budgets}:
+            raise ApiError(409, "conflict", f"a budget {budget.name!r} exists; PUT changes it")
+        try:
+            created = await run_in_threadpool(book.put, budget, by=token.name)
+        except ConfigBudgetError as error:
+            raise ApiError(409, "conflict", str(error)) from None
+        await run_in_threadpool(exporter.audit.record, actor_of(request, token), "budget.put",
+                                {"budget": budget.name}, "created" if created else "changed",
+                                entry)
+        return JSONResponse(await run_in_threadpool(described, budget),
+                            status_code=201 if created else 200)
+
+    @router.get("", summary="The budgets in force, with their spend this period")
+    async def list_budgets(_token: Token = may_admin) -> dict[str, Any]:
+        budgets = book.budgets
+        return {"items": [await run_in_threadpool(described, budget) for budget in budgets]}
+
+    @router.post("", summary="Make a budget", status_code=201, openapi_extra=_BODY,
+                 responses={409: {"description": "a budget of this name exists"},
+                            422: {"description": "invalid budget"}})
+    async def create(request: Request, token: Token = may_admin) -> Response:
+        return await save(request, token, None, True)
+
+    @router.put("/{name}", summary="Make or change a budget", openapi_extra=_BODY,
+                responses={201: {"description": "made"},
+                           409: {"description": "the config file's budget"},
+                           422: {"description": "invalid budget"}})
+    async def replace(name: str, request: Request, token: Token = may_admin) -> Response:
+        return await save(request, token, name, False)
+
+    @router.delete("/{name}", summary="Delete a runtime budget", status_code=204,
+                   responses={404: {"description": "no such budget"},
+                              409: {"description": "the config file's budget"}})
+    async def delete(name: str, request: Request, token: Token = may_admin) -> Response:
+        try:
+            budget = await run_in_threadpool(book.delete, name)
+        except UnknownBudgetError:
+            raise ApiError(404, "not_found", f"no budget {name!r}") from None
+        except ConfigBudgetError as error:
+            raise ApiError(409, "conflict", str(error)) from None
+        await run_in_threadpool(exporter.audit.record, actor_of(request, token), "budget.delete",
+                                {"budget": budget.name}, "deleted")
+        return Response(status_code=204)
+
+    return router
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await read_body(request, MAX_BUDGET_BYTES)
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise ApiError(400, "malformed_json", "the body is not valid JSON (UTF-8)",
+                       [{"field": "", "reason": str(error)}]) from None
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid_budget", "a budget must be a JSON object",
+                       [{"field": "", "reason": "must be an object"}])
+    return body

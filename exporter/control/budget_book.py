@@ -1,0 +1,91 @@
+"""The budgets in force: the config file's, and those made at runtime (kept in the ledger).
+
+A change takes effect at once and exactly: right after a checkpoint, under the state lock, the
+new set's spend is read from the ledger's daily sums (so a budget made mid-period counts the
+spend of the period so far). The config file's budgets cannot be changed or deleted here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from exporter.config import Budget
+from exporter.ledger import Ledger
+from exporter.pipeline import IngestPipeline
+from exporter.state import FleetState
+
+
+class ConfigBudgetError(ValueError):
+    """The budget is the config file's: change it there."""
+
+
+class UnknownBudgetError(KeyError):
+    """No budget has this name."""
+
+
+class BudgetBook:
+    """Creates, replaces and deletes runtime budgets; the state's tracker follows."""
+
+    def __init__(self, *, config_budgets: tuple[Budget, ...], ledger: Ledger,
+                 pipeline: IngestPipeline, state: FleetState,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config_budgets = config_budgets
+        self.ledger = ledger
+        self.pipeline = pipeline
+        self.state = state
+        self.clock = clock
+        self._runtime: dict[str, Budget] = {}
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        """At start, before the state is restored: it restores these budgets' spend."""
+        self._runtime = {budget.name: budget for budget in self.ledger.runtime_budgets()
+                         if budget.name not in self._config_names}
+        self.state.set_budgets(self.budgets, 0, {})
+
+    @property
+    def _config_names(self) -> set[str]:
+        return {budget.name for budget in self.config_budgets}
+
+    @property
+    def budgets(self) -> tuple[Budget, ...]:
+        return (*self.config_budgets, *sorted(self._runtime.values(), key=lambda b: b.name))
+
+    def from_config(self, name: str) -> bool:
+        return name in self._config_names
+
+    def get(self, name: str) -> Budget:
+        for budget in self.budgets:
+            if budget.name == name:
+                return budget
+        raise UnknownBudgetError(name)
+
+    def put(self, budget: Budget, *, by: str) -> bool:
+        """Create or replace a runtime budget; True when it is new."""
+        if self.from_config(budget.name):
+            raise ConfigBudgetError(f"the budget {budget.name!r} is the config file's")
+        with self._lock:
+            created = budget.name not in self._runtime
+            self.ledger.save_budget(budget, by=by, at=self.clock())
+            self._runtime[budget.name] = budget
+            self._apply()
+        return created
+
+    def delete(self, name: str) -> Budget:
+        if self.from_config(name):
+            raise ConfigBudgetError(f"the budget {name!r} is the config file's")
+        with self._lock:
+            budget = self._runtime.get(name)
+            if budget is None:
+                raise UnknownBudgetError(name)
+            self.ledger.delete_budget(name)
+            del self._runtime[name]
+            self._apply()
+        return budget
+
+    def _apply(self) -> None:
+        budgets = self.budgets
+        self.pipeline.settled(lambda: self.state.set_budgets(
+            budgets, *self.ledger.budget_days(budgets, self.clock())))
