@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry
 from exporter.callback import MonitorCallback
 from exporter.config import parse_config
 from exporter.control.enforcer import BudgetEnforcer, blocking
+from exporter.control.runner import ControlChannel
+from exporter.integrations.orchestrator import AdmissionGate
 from exporter.service import Exporter, build_exporter
 from exporter.settings import Settings
 
@@ -64,6 +66,13 @@ def test_a_pause_budget_pauses_its_scope_once_and_resumes_when_the_day_rolls_ove
     assert enforcer.check() == 1
     assert enforcer.check() == 0  # once per crossing, however often it is checked
     assert queued(exporter) == [("fleet.pause", {"task_type": "research"})]
+    # it reaches the orchestrator: new research tasks wait at its gate, others go on
+    gate = AdmissionGate()  # OrchestratorControl's, which its fleet.pause handler closes
+    channel = ControlChannel(exporter.commands, {
+        "fleet.pause": lambda command: gate.pause(command["target"]),
+        "fleet.resume": lambda command: gate.resume(command["target"])})
+    assert channel.run_pending() == 1
+    assert not gate.allows(task_type="research") and gate.allows(task_type="bug_fix")
     budgets = exporter.config.budgets
     assert blocking(budgets, exporter.state, exporter.lock, {"task_type": "research"},
                     now[0]) == ["research-daily"]
@@ -75,6 +84,7 @@ def test_a_pause_budget_pauses_its_scope_once_and_resumes_when_the_day_rolls_ove
     assert enforcer.check() == 1
     assert enforcer.check() == 0
     assert queued(exporter)[-1] == ("fleet.resume", {"task_type": "research"})
+    assert channel.run_pending() == 1 and gate.allows(task_type="research")
     assert blocking(budgets, exporter.state, exporter.lock, {"task_type": "research"},
                     now[0]) == []
     trail = exporter.audit.list()[0]

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from support import ExporterProcess, http_client, write_tokens_file
 
+from exporter.client import ExporterClient
+
 ADMIN = "control-admin"
 TOKENS = {"operator": "op-secret", "ingest": "orchestrator-secret", "viewer": "view-secret"}
 
@@ -218,3 +220,46 @@ def test_security_headers_on_every_answer_and_cors_only_when_configured(
         preflight = client.options(f"{allowed.url}/api/v1/commands", headers={
             "Origin": "https://grafana.example", "Access-Control-Request-Method": "GET"})
     assert preflight.headers["access-control-allow-origin"] == "https://grafana.example"
+
+
+def test_an_orchestrator_that_dies_before_answering_gets_the_command_again_after_restarts(
+        exporter):
+    """Delivered, never answered: the orchestrator died. The exporter dies too (kill -9). The
+    next orchestrator gets the same command, runs it once, and never sees an expired one."""
+    expired = call(exporter, "POST", "/api/v1/commands", TOKENS["operator"],
+                   json={"kind": "fleet.resume", "ttl_seconds": 1})[1]
+    code, command = call(exporter, "POST", "/api/v1/commands", TOKENS["operator"],
+                         json={"kind": "fleet.pause", "target": {"task_type": "research"}})
+    assert code == 201
+    first = call(exporter, "GET", "/api/v1/commands/next", TOKENS["ingest"])[1]
+    assert first["id"] == expired["id"]  # the first orchestrator takes both, then dies
+    assert call(exporter, "GET", "/api/v1/commands/next", TOKENS["ingest"])[1]["id"] == \
+        command["id"]
+    exporter.kill9()
+    exporter.start()
+    time.sleep(1.2)  # past the TTL of the first, and the redelivery time of both
+
+    ran: list[str] = []
+    stop = threading.Event()
+    client = ExporterClient(exporter.url, TOKENS["ingest"])
+    handlers = {kind: (lambda command: ran.append(command["id"]))
+                for kind in ("fleet.pause", "fleet.resume")}
+    worker = threading.Thread(target=client.serve_commands, args=(handlers,),
+                              kwargs={"stop": stop, "wait": 0.5}, daemon=True)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 15
+        while call(exporter, "GET", f"/api/v1/commands/{command['id']}",
+                   TOKENS["viewer"])[1]["status"] != "succeeded":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(1.5)  # a redelivery would come now if the result had not landed
+    finally:
+        stop.set()
+        worker.join(10)
+        client.close()
+    assert ran == [command["id"]]
+    done = call(exporter, "GET", f"/api/v1/commands/{command['id']}", TOKENS["viewer"])[1]
+    assert done["deliveries"] == 2
+    assert call(exporter, "GET", f"/api/v1/commands/{expired['id']}",
+                TOKENS["viewer"])[1]["status"] == "expired"
