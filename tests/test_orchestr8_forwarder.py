@@ -38,7 +38,7 @@ EXPECTED = {
 Metrics = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-def test_forwarder_node_suite_passes() -> None:
+def test_the_node_suites_of_the_forwarder_and_the_runner_pass() -> None:
     node = support.require_binary("node", "nodejs")
     result = subprocess.run(
         [node, "--test", "forwarders/orchestr8/test/"],

@@ -15,7 +15,6 @@ import support
 from support import ExporterFactory, ExporterProcess, http_client, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
-SUITE = ROOT / "forwarders" / "orchestr8" / "test" / "runner.test.mjs"
 DRIVER = ROOT / "forwarders" / "orchestr8" / "test" / "drive-runner.mjs"
 NODE_TIMEOUT = 120.0
 # The exporter refuses a cancel (404) until the forwarder's execution.queued has reached it.
@@ -24,15 +23,6 @@ COMMAND_TIMEOUT = 20.0
 METRICS_TIMEOUT = 15.0
 OPERATOR = "op-secret"
 ENGINE = "engine-secret"
-
-
-def test_runner_node_suite_passes() -> None:
-    node = support.require_binary("node", "nodejs")
-    result = subprocess.run(
-        [node, "--test", str(SUITE.relative_to(ROOT))],
-        cwd=ROOT, capture_output=True, text=True, timeout=NODE_TIMEOUT, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, f"node --test failed:\n{result.stdout}\n{result.stderr}"
 
 
 @pytest.mark.integration

@@ -6,6 +6,7 @@
 // a single sender delivers the buffer in order, one request at a time.
 
 import { randomUUID } from 'node:crypto';
+import { describeError, parseJson, refusal, retryAfterMs } from './http.mjs';
 
 export const EVENT_TYPES = Object.freeze([
   'workflow.started', 'workflow.completed', 'workflow.failed',
@@ -425,14 +426,6 @@ function parsed(entry) {
   return JSON.parse(entry.line);
 }
 
-function parseJson(text) {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
-
 function count(value) {
   return Number.isInteger(value) && value >= 0 ? value : undefined;
 }
@@ -450,21 +443,3 @@ function namedProblems(details, size) {
   return reasons;
 }
 
-function refusal({ status, body, text }) {
-  if (body?.code) return `${status} ${body.code}: ${body.message ?? ''}`.trim();
-  return `${status} ${String(text ?? '').slice(0, 200)}`.trim();
-}
-
-// Retry-After is seconds or an HTTP date.
-function retryAfterMs(header) {
-  if (header === null || header === undefined) return 0;
-  const seconds = Number(header);
-  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
-  const date = Date.parse(header);
-  return Number.isNaN(date) ? 0 : Math.max(0, date - Date.now());
-}
-
-function describeError(error) {
-  const cause = error?.cause ? ` (${error.cause.code ?? error.cause.message ?? error.cause})` : '';
-  return `${error?.message ?? error}${cause}`;
-}

@@ -6,6 +6,8 @@
 // which asks an admission gate (pause) and keeps each execution's AbortController (cancel), and
 // a loop long-polls the exporter for commands, runs each command id once and reports its result.
 
+import { describeError, parseJson, refusal, retryAfterMs } from './http.mjs';
+
 export const KINDS = Object.freeze([
   'workflow.start', 'workflow.cancel', 'step.retry', 'fleet.pause', 'fleet.resume',
 ]);
@@ -446,33 +448,7 @@ function retryable({ status }) {
   return status === undefined || status === 408 || status === 429 || status >= 500;
 }
 
-function parseJson(text) {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
-
 function describe(answer) {
   return answer.failure ?? refusal(answer);
 }
 
-function refusal({ status, body, text }) {
-  if (body?.code) return `${status} ${body.code}: ${body.message ?? ''}`.trim();
-  return `${status} ${String(text ?? '').slice(0, 200)}`.trim();
-}
-
-// Retry-After is seconds or an HTTP date.
-function retryAfterMs(header) {
-  if (header === null || header === undefined) return 0;
-  const seconds = Number(header);
-  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
-  const date = Date.parse(header);
-  return Number.isNaN(date) ? 0 : Math.max(0, date - Date.now());
-}
-
-function describeError(error) {
-  const cause = error?.cause ? ` (${error.cause.code ?? error.cause.message ?? error.cause})` : '';
-  return `${error?.message ?? error}${cause}`;
-}
