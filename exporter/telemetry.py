@@ -13,7 +13,8 @@ from prometheus_client.registry import Collector
 from exporter import __version__
 from exporter.control.commands import KINDS
 
-COMMAND_OUTCOMES = ("queued", "duplicate", "refused", "delivered", "succeeded", "failed")
+COMMAND_OUTCOMES = ("queued", "duplicate", "refused", "delivered", "succeeded", "failed",
+                    "rejected")
 
 REJECT_REASONS = ("invalid", "oversize", "malformed", "unauthorized")
 # Ingest, commit and render times: half a millisecond to seconds, roughly x2.5 per bucket.
@@ -57,7 +58,8 @@ class Telemetry:
         self.commands = Counter("orchestrator_exporter_commands", "Commands by kind and what "
                                 "happened: queued, duplicate (same idempotency key), refused "
                                 "(invalid, or its target absent or ended), delivered, "
-                                "succeeded, failed.", ("kind", "outcome"), registry=registry)
+                                "succeeded, failed, rejected (the orchestrator has no "
+                                "handler).", ("kind", "outcome"), registry=registry)
         for kind in KINDS:
             for outcome in COMMAND_OUTCOMES:
                 self.commands.labels(kind, outcome)

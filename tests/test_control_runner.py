@@ -38,7 +38,7 @@ def test_a_command_delivered_twice_runs_once_and_answers_the_same():
     assert runner.run(command) == ("succeeded", "cancelled")
     assert calls == ["c-1"]
     assert runner.run({**command, "id": "c-2", "kind": "agent.create"}) == (
-        "failed", "this orchestrator has no handler for agent.create")
+        "rejected", "this orchestrator has no handler for agent.create")
 
 
 def test_the_in_process_channel_runs_what_is_queued(tmp_path):

@@ -65,7 +65,8 @@ def test_a_workflow_cancel_issued_to_a_real_exporter_cancels_the_execution(
         returncode = process.wait(NODE_TIMEOUT)
         assert returncode == 0, f"the driver exited with {returncode}:\n{stderr_path.read_text()}"
         assert summary["status"] == "cancelled", summary
-        assert summary["stats"] == {"taken": 1, "succeeded": 1, "failed": 0, "repeated": 0}, (
+        assert summary["stats"] == {"taken": 1, "succeeded": 1, "failed": 0, "rejected": 0,
+                                    "repeated": 0}, (
             summary)
     finally:
         watchdog.cancel()

@@ -231,8 +231,8 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
         body, _ = await _json_body(request)
         status = body.get("status") if isinstance(body, dict) else None
         if status not in RESULTS:
-            raise ApiError(422, "invalid_result", "status: must be succeeded or failed",
-                           [{"field": "status", "reason": "must be succeeded or failed"}])
+            raise ApiError(422, "invalid_result", "status: must be one of " + ", ".join(RESULTS),
+                           [{"field": "status", "reason": "must be one of " + ", ".join(RESULTS)}])
         detail = body.get("detail") if isinstance(body, dict) else None
         try:
             command, changed = await run_in_threadpool(

@@ -31,7 +31,9 @@ Status = Literal["queued", "delivered", "succeeded", "failed", "expired", "rejec
 KINDS: Final = tuple(TARGETS)
 STATUSES: Final[tuple[str, ...]] = get_args(Status)
 OPEN_STATUSES: Final = frozenset({"queued", "delivered"})
-RESULTS: Final = ("succeeded", "failed")
+# What an orchestrator reports: done, tried and failed, or refused without trying (a kind it
+# has no handler for).
+RESULTS: Final = ("succeeded", "failed", "rejected")
 DEFAULT_TTL_SECONDS: Final = 300.0
 MAX_TTL_SECONDS: Final = 86_400.0
 MAX_ARGS_BYTES: Final = 16_384

@@ -37,7 +37,8 @@ class CommandRunner:
         self._lock = threading.Lock()
 
     def run(self, command: dict[str, Any]) -> Outcome:
-        """("succeeded" | "failed", detail); a command run before gets its first outcome."""
+        """("succeeded" | "failed" | "rejected", detail); a command run before gets its first
+        outcome. Rejected: no handler for its kind."""
         command_id = str(command["id"])
         with self._lock:
             if command_id in self._done:
@@ -45,7 +46,7 @@ class CommandRunner:
         handler = self.handlers.get(str(command["kind"]))
         outcome: Outcome
         if handler is None:
-            outcome = ("failed", f"this orchestrator has no handler for {command['kind']}")
+            outcome = ("rejected", f"this orchestrator has no handler for {command['kind']}")
         else:
             try:
                 outcome = ("succeeded", handler(command))
@@ -67,6 +68,11 @@ class ControlChannel:
         self.runner = CommandRunner(handlers)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def register(self, kind: str, handler: Handler) -> ControlChannel:
+        """Handle commands of `kind` with `handler` (replacing any before)."""
+        self.runner.handlers[kind] = handler
+        return self
 
     def start(self) -> ControlChannel:
         self._thread = threading.Thread(target=self._loop, name="control-channel", daemon=True)

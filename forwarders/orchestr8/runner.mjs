@@ -108,7 +108,7 @@ class CommandRunner {
   #byExecution = new Map(); // executionId -> execution still running
   #ended = new Map(); // executionId -> {workflow, variables} of the last REMEMBERED that ended
   #done = new Map(); // command id -> outcome, of the last REMEMBERED commands run
-  #stats = { taken: 0, succeeded: 0, failed: 0, repeated: 0 };
+  #stats = { taken: 0, succeeded: 0, failed: 0, rejected: 0, repeated: 0 };
   #loop = null;
   #stopping = false;
   #poll = null; // AbortController of the long poll in flight
@@ -280,7 +280,7 @@ class CommandRunner {
   async #outcome(command) {
     const handler = this.#handlers.get(command.kind);
     if (handler === undefined) {
-      return { status: 'failed', detail: `this orchestrator has no handler for ${command.kind}` };
+      return { status: 'rejected', detail: `this orchestrator has no handler for ${command.kind}` };
     }
     try {
       return { status: 'succeeded', detail: await handler(command) };

@@ -188,7 +188,7 @@ test('workflow.start starts an execution and succeeds once it has started', asyn
   assert.equal(server.polls[0].wait, '1');
   assert.equal(server.results[0].headers.authorization, `Bearer ${TOKEN}`);
   assert.equal(server.results[0].headers['content-type'], 'application/json');
-  assert.deepEqual(runner.stats, { taken: 1, succeeded: 1, failed: 0, repeated: 0 });
+  assert.deepEqual(runner.stats, { taken: 1, succeeded: 1, failed: 0, rejected: 0, repeated: 0 });
 });
 
 test('workflow.start of a workflow the runner does not know fails', async (t) => {
@@ -335,15 +335,15 @@ test('a command delivered again runs once and is answered with its first outcome
     assert.deepEqual(second, first);
     assert.equal(first.status, 'succeeded');
     assert.equal(engine.calls.length, 1);
-    assert.deepEqual(runner.stats, { taken: 2, succeeded: 1, failed: 0, repeated: 1 });
+    assert.deepEqual(runner.stats, { taken: 2, succeeded: 1, failed: 0, rejected: 0, repeated: 1 });
   });
 
-test('a kind without a handler fails', async (t) => {
+test('a kind without a handler is rejected', async (t) => {
   const { server, runner } = await setUp(t);
   const [result] = await issue(server, command('task.submit', {}, { prompt: 'x' }));
   assert.deepEqual([result.status, result.detail],
-    ['failed', 'this orchestrator has no handler for task.submit']);
-  assert.deepEqual(runner.stats, { taken: 1, succeeded: 0, failed: 1, repeated: 0 });
+    ['rejected', 'this orchestrator has no handler for task.submit']);
+  assert.deepEqual(runner.stats, { taken: 1, succeeded: 0, failed: 0, rejected: 1, repeated: 0 });
 });
 
 test('a poll or a result answered 503 is sent again', async (t) => {
@@ -386,7 +386,7 @@ test('a 401 stops the loop and is reported', async (t) => {
   assert.deepEqual([problems[0].status, problems[0].outcome], [401, 'stopped']);
   assert.match(problems[0].message, /401 unauthorized: bad token/);
   assert.deepEqual(await within(runner.stop(), 'stop'),
-    { taken: 0, succeeded: 0, failed: 0, repeated: 0 });
+    { taken: 0, succeeded: 0, failed: 0, rejected: 0, repeated: 0 });
 });
 
 test('stop() cuts the long poll at once and leaves executions running', async (t) => {
