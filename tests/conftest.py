@@ -6,14 +6,17 @@
     alertmanager_factory  function  (config, *, extra_args) -> AlertmanagerServer
     slack_receiver        function  SlackReceiver standing in for a Slack incoming webhook
     exporter_factory      function  (*, database_url, config, token, env, ...) -> ExporterProcess
+    orchestrator_loop     function  an asyncio loop in a thread, as an orchestrator's
 
 A missing binary skips the test, or fails it when CI=true (`support.missing_component`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
@@ -169,3 +172,15 @@ def _config_file(workdir: Path, config: str | Path | None) -> Path | None:
     path = workdir / "exporter.yml"
     path.write_text(config)
     return path
+
+
+@pytest.fixture
+def orchestrator_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """An event loop running in a thread of its own, as an orchestrator's would."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()

@@ -61,13 +61,12 @@ def alert(name: str, status: str = "firing", **labels: str) -> dict[str, Any]:
             "generatorURL": "http://prometheus", "fingerprint": f"fp-{name}-{len(labels)}"}
 
 
-@pytest.mark.integration
-def test_alertmanager_s_webhook_cancels_the_stuck_agent_s_task_once(
-        exporter_factory, alertmanager_factory, tmp_path):
-    exporter = start(exporter_factory, tmp_path)
-    secret = tmp_path / "exporter_token"
-    secret.write_text(OPERATOR)
-    alertmanager = alertmanager_factory(f"""
+def webhook_only(exporter_url: str, directory: Path, token: str) -> str:
+    """An Alertmanager config that sends every alert to the exporter's webhook, at once and
+    again every second (production waits and repeats longer: alertmanager/alertmanager.yml)."""
+    secret = directory / "exporter_token"
+    secret.write_text(token)
+    return f"""
 route:
   receiver: exporter-actions
   group_by: [alertname, agent_id]
@@ -77,11 +76,18 @@ route:
 receivers:
   - name: exporter-actions
     webhook_configs:
-      - url: {exporter.url}/api/v1/alertmanager/webhook
+      - url: {exporter_url}/api/v1/alertmanager/webhook
         send_resolved: false
         http_config:
           authorization: {{type: Bearer, credentials_file: {secret}}}
-""")
+"""
+
+
+@pytest.mark.integration
+def test_alertmanager_s_webhook_cancels_the_stuck_agent_s_task_once(
+        exporter_factory, alertmanager_factory, tmp_path):
+    exporter = start(exporter_factory, tmp_path)
+    alertmanager = alertmanager_factory(webhook_only(exporter.url, tmp_path, OPERATOR))
     alertmanager.post_alerts([{"labels": {"alertname": "OrchestratorAgentStuck",
                                           "severity": "warning", "source": "default",
                                           "agent_id": "a-7", "role": "BUILDER"}}])

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from support import (
     http_client,
     write_tokens_file,
 )
+from test_alert_actions import webhook_only
 from test_alerts_e2e import prometheus_config
 
 from exporter.client import ExporterClient
@@ -55,16 +55,6 @@ class StuckOrchestrator:
             raise
 
 
-@pytest.fixture
-def orchestrator_loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield loop
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-
-
 def firing(prometheus: Any) -> bool:
     return bool(prometheus.query('ALERTS{alertname="OrchestratorAgentStuck",'
                                  'alertstate="firing"}'))
@@ -78,23 +68,7 @@ def test_a_stuck_agent_s_alert_cancels_its_task_and_then_resolves(
         ("alertmanager", "operator", ALERTMANAGER_TOKEN),
         ("orchestrator", "ingest", ORCHESTRATOR_TOKEN)])
     exporter = exporter_factory(config=CONFIG, env={"EXPORTER_TOKENS_FILE": str(tokens)})
-    secret = tmp_path / "exporter_token"
-    secret.write_text(ALERTMANAGER_TOKEN)
-    alertmanager = alertmanager_factory(f"""
-route:
-  receiver: exporter-actions
-  group_by: [alertname, agent_id]
-  group_wait: 0s
-  group_interval: 1s
-  repeat_interval: 1s
-receivers:
-  - name: exporter-actions
-    webhook_configs:
-      - url: {exporter.url}/api/v1/alertmanager/webhook
-        send_resolved: false
-        http_config:
-          authorization: {{type: Bearer, credentials_file: {secret}}}
-""")
+    alertmanager = alertmanager_factory(webhook_only(exporter.url, tmp_path, ALERTMANAGER_TOKEN))
     rules = {f"rules/{path.name}": path for path in (ROOT / "prometheus" / "rules").glob("*.yml")}
     prometheus = prometheus_factory(prometheus_config(exporter.address, alertmanager.address),
                                     files=rules)

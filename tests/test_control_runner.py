@@ -8,10 +8,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from prometheus_client import CollectorRegistry
 from support import ExporterProcess, http_client, write_tokens_file
 
@@ -90,16 +88,6 @@ class StandInOrchestrator:
 
     async def delete_agent(self, agent_id: str) -> bool:
         return self.agents.pop(agent_id, None) is not None
-
-
-@pytest.fixture
-def orchestrator_loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield loop
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
 
 
 def issue(exporter: ExporterProcess, body: dict[str, Any]) -> dict[str, Any]:
