@@ -4,11 +4,8 @@ suite, and the bus's real event sequence forwarded into a real exporter."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -53,7 +50,8 @@ def test_forwarded_bus_events_count_once_in_a_real_exporter(
 ) -> None:
     node = support.require_binary("node", "nodejs")
     exporter = exporter_factory()
-    with _driver(node, exporter, tmp_path / "driver.stderr") as (stdin, stdout, stderr):
+    stderr = tmp_path / "driver.stderr"
+    with _driver(node, exporter, stderr) as (stdin, stdout):
         first = _stats(stdout, stderr)
         assert first["rejected"] == 0, first
         assert first["dropped"] == 0, first
@@ -74,29 +72,12 @@ def test_forwarded_bus_events_count_once_in_a_real_exporter(
     assert after == fleet, _differences(fleet, after)
 
 
-@contextmanager
-def _driver(
-    node: str, exporter: ExporterProcess, stderr_path: Path
-) -> Iterator[tuple[TextIO, TextIO, Path]]:
+def _driver(node: str, exporter: ExporterProcess,
+            stderr_path: Path) -> AbstractContextManager[tuple[TextIO, TextIO]]:
     """drive-real-exporter.mjs: one JSON line of stats per pass; the resend waits for stdin."""
-    env = {**os.environ, "EXPORTER_URL": exporter.url, "EXPORTER_TOKEN": exporter.token}
-    with stderr_path.open("w") as stderr:
-        process = subprocess.Popen(
-            [node, str(DRIVER)], cwd=ROOT, env=env, text=True,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-        )  # fmt: skip
-    # readline() has no timeout of its own: a driver that hangs is killed, ending its stdout.
-    watchdog = threading.Timer(NODE_TIMEOUT, process.kill)
-    watchdog.start()
-    try:
-        assert process.stdin is not None and process.stdout is not None
-        yield process.stdin, process.stdout, stderr_path
-        returncode = process.wait(NODE_TIMEOUT)
-        assert returncode == 0, f"the driver exited with {returncode}:\n{stderr_path.read_text()}"
-    finally:
-        watchdog.cancel()
-        process.kill()
-        process.wait()
+    return support.node_script(node, DRIVER, env={"EXPORTER_URL": exporter.url,
+                                                  "EXPORTER_TOKEN": exporter.token},
+                               stderr_path=stderr_path, timeout=NODE_TIMEOUT)
 
 
 def _stats(stdout: TextIO, stderr: Path) -> dict[str, Any]:

@@ -4,9 +4,6 @@ node:test suite, and a workflow.cancel issued to a real exporter reaching the ex
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +31,10 @@ def test_a_workflow_cancel_issued_to_a_real_exporter_cancels_the_execution(
         ("alice", "operator", OPERATOR), ("engine", "ingest", ENGINE)])
     exporter = exporter_factory(env={"EXPORTER_TOKENS_FILE": str(tokens)})
     stderr_path = tmp_path / "driver.stderr"
-    env = {**os.environ, "EXPORTER_URL": exporter.url, "EXPORTER_TOKEN": ENGINE}
-    with stderr_path.open("w") as stderr:
-        process = subprocess.Popen(
-            [node, str(DRIVER)], cwd=ROOT, env=env, text=True,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-        )  # fmt: skip
-    # readline() has no timeout of its own: a driver that hangs is killed, ending its stdout.
-    watchdog = threading.Timer(NODE_TIMEOUT, process.kill)
-    watchdog.start()
-    try:
-        assert process.stdin is not None and process.stdout is not None
-        ready = process.stdout.readline().split()
+    with support.node_script(node, DRIVER, env={"EXPORTER_URL": exporter.url,
+                                                "EXPORTER_TOKEN": ENGINE},
+                             stderr_path=stderr_path, timeout=NODE_TIMEOUT) as (stdin, stdout):
+        ready = stdout.readline().split()
         assert ready[:1] == ["READY"] and len(ready) == 2, (
             f"the driver printed {ready}:\n{stderr_path.read_text()}")
         run_id = ready[1]
@@ -59,19 +48,11 @@ def test_a_workflow_cancel_issued_to_a_real_exporter_cancels_the_execution(
         wait_until(lambda: _cancelled_runs(exporter) == 1.0, METRICS_TIMEOUT,
                    describe=lambda: "runs_total{workflow=wf-long,status=cancelled} == 1, "
                    f"seen {_cancelled_runs(exporter)}")
-
-        process.stdin.close()
-        summary = json.loads(process.stdout.readline() or "null")
-        returncode = process.wait(NODE_TIMEOUT)
-        assert returncode == 0, f"the driver exited with {returncode}:\n{stderr_path.read_text()}"
-        assert summary["status"] == "cancelled", summary
-        assert summary["stats"] == {"taken": 1, "succeeded": 1, "failed": 0, "rejected": 0,
-                                    "repeated": 0}, (
-            summary)
-    finally:
-        watchdog.cancel()
-        process.kill()
-        process.wait()
+        stdin.close()
+        summary = json.loads(stdout.readline() or "null")
+    assert summary["status"] == "cancelled", summary
+    assert summary["stats"] == {"taken": 1, "succeeded": 1, "failed": 0, "rejected": 0,
+                                "repeated": 0}, summary
 
 
 def _call(exporter: ExporterProcess, method: str, path: str,

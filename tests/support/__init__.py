@@ -9,6 +9,7 @@ from .components import find_binary, missing_component, require_binary
 from .exporter import ExporterFactory, ExporterProcess, write_tokens_file
 from .metrics import parse_metrics, sample_value
 from .network import LOOPBACK, free_port, http_client, wait_http
+from .node import node_script
 from .polling import wait_until
 from .postgres import PostgresServer
 from .processes import ManagedProcess, ProcessFailedError
@@ -33,6 +34,7 @@ __all__ = [
     "free_port",
     "http_client",
     "missing_component",
+    "node_script",
     "parse_metrics",
     "require_binary",
     "sample_value",
