@@ -70,7 +70,8 @@ class BudgetTracker:
     def spent_nano(self, budget: Budget, now: float) -> int:
         start, end = period_bounds(budget.period, now)
         first, last = epoch_day(start), epoch_day(end)
-        return sum(nano for day, nano in self.by_day[budget.name].items() if first <= day < last)
+        days = self.by_day.get(budget.name, {})  # a budget being added: nothing counted yet
+        return sum(nano for day, nano in days.items() if first <= day < last)
 
     def prune(self, now: float) -> None:
         """Forget days no current period needs (called as periods roll over)."""

@@ -240,17 +240,19 @@ class ExporterClient:
         return delivered
 
     def serve_commands(self, handlers: Mapping[str, Handler], *, stop: threading.Event,
-                       wait: float = 30.0) -> None:
+                       wait: float = 30.0, source: str = "default") -> None:
         """Take commands from the exporter and run them until `stop` is set (a long poll of
         `wait` seconds at a time): each with the handler of its kind, once per command id, its
         result reported back and retried until the exporter has it. Needs a token that may
-        deliver (role `ingest`). Returns early when the exporter refuses the token."""
+        deliver (role `ingest`). `source` names this orchestrator instance, as its events do:
+        it is given the commands whose target names that source. Returns early when the exporter
+        refuses the token."""
         runner = CommandRunner(handlers)
         http = httpx.Client(base_url=self._http.base_url, headers=self._http.headers,
                             timeout=wait + self.timeout, trust_env=False)
         with http:
             while not stop.is_set():
-                command = self._next_command(http, wait, stop)
+                command = self._next_command(http, wait, source, stop)
                 if command is None:
                     continue
                 if isinstance(command, str):  # the token was refused: it never will be taken
@@ -258,10 +260,10 @@ class ExporterClient:
                 status, detail = runner.run(command)
                 self._report(http, command["id"], status, detail, stop)
 
-    def _next_command(self, http: httpx.Client, wait: float,
+    def _next_command(self, http: httpx.Client, wait: float, source: str,
                       stop: threading.Event) -> dict[str, Any] | str | None:
         try:
-            response = http.get(NEXT_COMMAND_PATH, params={"wait": wait})
+            response = http.get(NEXT_COMMAND_PATH, params={"wait": wait, "source": source})
         except httpx.HTTPError as error:
             logger.warning("exporter unreachable for commands (%s)", error)
             stop.wait(min(self.max_retry_delay, 1.0))

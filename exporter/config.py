@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -13,6 +14,8 @@ from exporter.pricing import Price, parse_prices
 PERIODS: Final = ("day", "week", "month")
 SCOPE_KEYS: Final = ("role", "model", "task_type", "workflow")
 ON_EXCEED: Final = ("alert", "pause", "cancel_new")
+# A budget's name is a label value and part of the keys of the commands it issues.
+_BUDGET_NAME: Final = re.compile(r"[A-Za-z0-9_.\-]{1,48}")
 
 
 class ConfigError(ValueError):
@@ -68,8 +71,8 @@ def parse_budget(entry: object, where: str) -> Budget:
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
     name, limit, period = entry.get("name"), entry.get("limit_usd"), entry.get("period")
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"{where}.name: must be a non-empty string")
+    if not isinstance(name, str) or _BUDGET_NAME.fullmatch(name) is None:
+        raise ConfigError(f"{where}.name: 1 to 48 of letters, digits and _ . -")
     if isinstance(limit, bool) or not isinstance(limit, int | float) or limit <= 0:
         raise ConfigError(f"{where}.limit_usd: must be a positive number")
     if period not in PERIODS:

@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -74,13 +75,13 @@ def _call(client: httpx.Client, arguments: argparse.Namespace) -> httpx.Response
         return client.get("/api/v1/commands", params=_present(
             status=arguments.status, kind=arguments.kind, limit=arguments.limit))
     if verb == "command":
-        return client.get(f"/api/v1/commands/{arguments.id}")
+        return client.get(f"/api/v1/commands/{quote(arguments.id, safe='')}")
     if verb == "audit":
         return client.get("/api/v1/audit", params=_present(
             action=arguments.action, token=arguments.token_name, since=arguments.since,
             limit=arguments.limit))
     if verb == "cancel-task":
-        return client.post(f"/api/v1/tasks/{arguments.task_id}/cancel",
+        return client.post(f"/api/v1/tasks/{quote(arguments.task_id, safe='')}/cancel",
                            json=_present(ttl_seconds=arguments.ttl,
                                          idempotency_key=arguments.key))
     if verb in ("pause", "resume"):

@@ -104,6 +104,7 @@ class IngestPipeline:
         # One checkpoint at a time: `settled` must not read the ledger while the applier's
         # checkpoint, already taken from the state, is still being written.
         self._checkpointing = threading.Lock()
+        self._rebuild_wanted = threading.Event()
         self._threads: list[threading.Thread] = []
         telemetry.queue.set_function(lambda: self._pending + len(self._loose))
 
@@ -264,6 +265,11 @@ class IngestPipeline:
             if group is None:
                 self._safe_checkpoint()
                 return
+            if self._rebuild_wanted.is_set():
+                self._rebuild_wanted.clear()
+                self._rebuild()  # replays every committed group: this one too
+                self._answer(group)
+                continue
             if group.batches:
                 self._apply(group)
                 since_checkpoint += len(group.fresh)
@@ -342,7 +348,13 @@ class IngestPipeline:
         then hold all the state does (a new budget's spend, read from the daily sums, is exact).
         Rare, admin-driven: ingest waits for one checkpoint write meanwhile."""
         with self._checkpointing, self.lock:
-            self._write_checkpoint(self._prepare_checkpoint())
+            try:
+                self._write_checkpoint(self._prepare_checkpoint())
+            except Exception:
+                # The changes taken from the state are in no checkpoint now: the applier
+                # rebuilds from the ledger (it alone may, with the writer paused).
+                self._rebuild_wanted.set()
+                raise
             return action()
 
     def _rebuild(self) -> None:

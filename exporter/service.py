@@ -82,7 +82,7 @@ def build_exporter(settings: Settings, *, registry: CollectorRegistry | None = N
     audit = AuditTrail(ledger.engine)
     enforcer = BudgetEnforcer(state=state, lock=lock, queue=commands, audit=audit)
     budgets = BudgetBook(config_budgets=config.budgets, ledger=ledger, pipeline=pipeline,
-                         state=state)
+                         state=state, release=enforcer.release)
     return Exporter(settings=settings, config=config, ledger=ledger, state=state,
                     pipeline=pipeline, renderer=renderer, telemetry=telemetry,
                     commands=commands, audit=audit, lock=lock, enforcer=enforcer,

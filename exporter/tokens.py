@@ -121,7 +121,7 @@ class TokenRegistry:
             self._from_file = load_tokens_file(file)  # at start, a bad file stops the program
             self._stamp = _stamp(file)
             self._checked = time.monotonic()
-        self._check_names()
+        self._check_names(self._from_file)
 
     @classmethod
     def from_settings(cls, *, admin_token: str | None, tokens: Any,
@@ -155,6 +155,7 @@ class TokenRegistry:
                 return
             try:
                 tokens = load_tokens_file(self._file)
+                self._check_names(tokens)
             except TokenConfigError as error:  # a bad edit: keep serving with the last good set
                 log.error("tokens file not reloaded, the previous tokens stay: %s", error)
                 self._stamp = stamp
@@ -162,8 +163,9 @@ class TokenRegistry:
             self._from_file, self._stamp = tokens, stamp
             log.info("tokens file reloaded: %d tokens", len(tokens))
 
-    def _check_names(self) -> None:
-        names = [token.name for token in (*self._fixed, *self._from_file)]
+    def _check_names(self, from_file: list[Token]) -> None:
+        """One name, one token: the audit trail must tell them apart."""
+        names = [token.name for token in (*self._fixed, *from_file)]
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
             raise TokenConfigError(f"token names used twice: {', '.join(twice)}")

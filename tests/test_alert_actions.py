@@ -137,3 +137,24 @@ def test_budget_alerts_pause_the_budget_s_scope_and_unusable_alerts_are_skipped(
                               json={"alerts": "nope"},
                               headers={"Authorization": f"Bearer {OPERATOR}"})
     assert (refused.status_code, refused.json()["code"]) == (422, "invalid_payload")
+
+
+def test_a_fleet_wide_budget_is_never_paused_and_a_resolved_alert_resumes_its_pause(
+        exporter_factory, tmp_path):
+    exporter = start(exporter_factory, tmp_path)
+    with http_client() as client:
+        response = client.put(f"{exporter.url}/api/v1/budgets/all-daily",
+                              json={"limit_usd": 1, "period": "day"},
+                              headers={"Authorization": f"Bearer {exporter.token}"})
+    assert response.status_code == 201
+    fleet_wide = webhook(exporter, [alert("OrchestratorBudgetExceeded", budget="all-daily")])
+    assert (fleet_wide["commands"], [item["reason"] for item in fleet_wide["skipped"]]) == (
+        [], ["its labels name no target for fleet.pause"])
+    scoped = alert("OrchestratorBudgetExceeded", budget="research-daily")
+    webhook(exporter, [scoped])
+    ended = webhook(exporter, [{**scoped, "status": "resolved",
+                                "endsAt": "2026-12-02T10:30:00Z"}])
+    assert [(item["command"]["kind"], item["command"]["target"])
+            for item in ended["commands"]] == [("fleet.resume", {"task_type": "research"})]
+    assert [command["kind"] for command in commands(exporter)] == ["fleet.pause",
+                                                                   "fleet.resume"]

@@ -4,6 +4,7 @@ only."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 
@@ -12,7 +13,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from exporter.callback import MonitorCallback
-from exporter.config import parse_config
+from exporter.config import parse_budget, parse_config
 from exporter.control.enforcer import BudgetEnforcer, blocking
 from exporter.control.runner import ControlChannel
 from exporter.integrations.orchestrator import AdmissionGate
@@ -106,3 +107,33 @@ def test_a_cancel_new_budget_cancels_the_tasks_submitted_once_it_is_spent(export
     assert enforcer.check() == 1
     assert enforcer.check() == 0
     assert queued(exporter) == [("task.cancel", {"task_id": "b-new", "source": "default"})]
+
+
+def test_pauses_are_the_budget_s_own_and_end_with_it(exporter):
+    """Two budgets, one's name a prefix of the other's; a limit raised then lowered within one
+    period pauses again; a paused budget deleted or changed resumes its scope."""
+    now = [time.time()]
+    enforcer = BudgetEnforcer(state=exporter.state, lock=exporter.lock,
+                              queue=exporter.commands, audit=exporter.audit,
+                              clock=lambda: now[0])
+    book = exporter.budgets
+    book.release = enforcer.release
+    research = parse_budget({"name": "r", "limit_usd": 1, "period": "day", "on_exceed": "pause",
+                             "scope": {"task_type": "research"}}, "budget")
+    docs = parse_budget({"name": "r.docs", "limit_usd": 1, "period": "day",
+                         "on_exceed": "pause", "scope": {"task_type": "documentation"}},
+                        "budget")
+    book.put(research, by="test")
+    book.put(docs, by="test")
+    spend(exporter, "r-1", "research", 2.0, now[0])
+    spend(exporter, "d-1", "documentation", 2.0, now[0])
+    assert enforcer.check() == 2
+    book.put(dataclasses.replace(docs, limit_usd=10), by="test")  # r.docs resumes, r stays
+    assert enforcer.check() == 0
+    assert queued(exporter)[-1] == ("fleet.resume", {"task_type": "documentation"})
+    book.put(dataclasses.replace(docs, limit_usd=1), by="test")  # lowered again: spent again
+    assert enforcer.check() == 1
+    assert queued(exporter)[-1] == ("fleet.pause", {"task_type": "documentation"})
+    book.delete("r")
+    assert queued(exporter)[-1] == ("fleet.resume", {"task_type": "research"})
+    assert [kind for kind, _ in queued(exporter)].count("fleet.pause") == 3

@@ -263,3 +263,42 @@ def test_an_orchestrator_that_dies_before_answering_gets_the_command_again_after
     assert done["deliveries"] == 2
     assert call(exporter, "GET", f"/api/v1/commands/{expired['id']}",
                 TOKENS["viewer"])[1]["status"] == "expired"
+
+
+def test_a_retry_with_its_key_is_answered_as_before_even_once_the_target_ended(exporter):
+    open_task(exporter, "t-r")
+    body = {"kind": "task.cancel", "target": {"task_id": "t-r"}, "idempotency_key": "k-1"}
+    code, first = call(exporter, "POST", "/api/v1/commands", TOKENS["operator"], json=body)
+    assert code == 201
+    assert exporter.post_events([{"type": "task.cancelled", "task_id": "t-r"}]).status_code \
+        == 200
+    code, again = call(exporter, "POST", "/api/v1/commands", TOKENS["operator"], json=body)
+    assert (code, again["id"]) == (200, first["id"])
+    code, other = call(exporter, "POST", "/api/v1/commands", TOKENS["operator"],
+                       json={"kind": "fleet.pause", "idempotency_key": "k-1"})
+    assert (code, other["code"]) == (409, "conflict")
+
+
+def test_each_orchestrator_takes_the_commands_of_its_own_source(exporter):
+    for source in ("eu", "us"):
+        assert call(exporter, "POST", "/api/v1/commands", TOKENS["operator"], json={
+            "kind": "fleet.pause", "target": {"source": source}})[0] == 201
+    code, us = call(exporter, "GET", "/api/v1/commands/next?source=us", TOKENS["ingest"])
+    assert (code, us["target"]) == (200, {"source": "us"})
+    assert call(exporter, "GET", "/api/v1/commands/next", TOKENS["ingest"])[0] == 204
+    code, eu = call(exporter, "GET", "/api/v1/commands/next?source=eu", TOKENS["ingest"])
+    assert (code, eu["target"]) == (200, {"source": "eu"})
+
+
+def test_what_cannot_be_stored_or_is_not_a_cancel_gets_422(exporter):
+    nested: Any = "x"
+    for _ in range(300):
+        nested = [nested]
+    code, body = call(exporter, "POST", "/api/v1/commands", TOKENS["operator"],
+                      json={"kind": "fleet.pause", "args": {"deep": nested}})
+    assert (code, body["details"][0]["field"]) == (422, "args")
+    open_task(exporter, "t-c")
+    code, body = call(exporter, "POST", "/api/v1/tasks/t-c/cancel", TOKENS["operator"],
+                      json={"ttl_seconds": 30, "priority": "high"})
+    assert (code, body["details"][0]["field"]) == (422, "priority")
+    assert call(exporter, "GET", "/api/v1/commands", TOKENS["viewer"])[1]["items"] == []

@@ -26,6 +26,7 @@ from exporter.control.commands import (
     Kind,
     Status,
     parse_command,
+    storable,
 )
 from exporter.control.enforcer import blocking
 from exporter.control.queue import CommandConflictError, UnknownCommandError
@@ -35,12 +36,15 @@ from exporter.tokens import Token, TokenRegistry
 
 MAX_COMMAND_BYTES: Final = 64 * 1024
 MAX_WEBHOOK_BYTES: Final = 1024 * 1024
+_CANCEL_KEYS: Final = frozenset({"args", "ttl_seconds", "idempotency_key", "source"})
 MAX_WAIT_SECONDS: Final = 60.0
 # A long poll looks again this often even without news: a command due for redelivery, say.
 RECHECK_SECONDS: Final = 1.0
 
-_ERRORS: Final = {401: {"description": "no or unknown token"},
+_ERRORS: Final = {400: {"description": "the body is not JSON"},
+                  401: {"description": "no or unknown token"},
                   403: {"description": "the token's role may not do this"},
+                  413: {"description": "the body is too large"},
                   429: {"description": "too many requests for this token (Retry-After)"}}
 _COMMAND_BODY: Final = {"requestBody": {"required": True, "content": {"application/json": {
     "schema": {"type": "object", "required": ["kind"], "properties": {
@@ -82,8 +86,19 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
 
     async def create_command(actor: Actor, command_request: CommandRequest,
                              detail: Any = None) -> tuple[Command, bool]:
-        """Check the target, store the command (or find it by its key), audit, wake polls."""
+        """Find the command by its key, or check the target and store it; audit; wake polls."""
         kind = command_request.kind
+        if command_request.idempotency_key is not None:  # a retry: answered as before
+            existing = await run_in_threadpool(exporter.commands.by_key,
+                                               command_request.idempotency_key)
+            if existing is not None:
+                if (existing.kind, existing.target) != (kind, command_request.target):
+                    raise ApiError(409, "conflict", "this idempotency key names another "
+                                   f"command ({existing.kind} {existing.target})")
+                telemetry.commands.labels(kind, "duplicate").inc()
+                await _audit(exporter, actor, f"command.{kind}", existing.target, "duplicate",
+                             {"command": existing.id, **(detail or {})})
+                return existing, False
         problem = check_target(kind, command_request.target, exporter.state, exporter.lock)
         if problem is not None:
             telemetry.commands.labels(kind, "refused").inc()
@@ -175,12 +190,16 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
     async def cancel_task(task_id: str, request: Request,
                           token: Token = may_command) -> Response:
         body, size = await _json_body(request, optional=True)
-        extra = body if isinstance(body, dict) else {}
-        command = {"kind": "task.cancel", **{key: value for key, value in extra.items()
-                                              if key in ("args", "ttl_seconds",
-                                                         "idempotency_key")},
-                   "target": {"task_id": task_id, **({"source": extra["source"]}
-                                                     if "source" in extra else {})}}
+        unknown = sorted(set(body) - _CANCEL_KEYS) if isinstance(body, dict) else [""]
+        if unknown:
+            problems = [{"field": name, "reason": "unknown field" if name else
+                         "must be an object"} for name in unknown]
+            raise ApiError(422, "invalid_command", "the command is invalid; nothing was "
+                           "stored", problems)
+        command = {"kind": "task.cancel", **{key: value for key, value in body.items()
+                                              if key != "source"},
+                   "target": {"task_id": task_id, **({"source": body["source"]}
+                                                     if "source" in body else {})}}
         return await issue(request, token, command, size)
 
     @router.get("/commands", summary="List commands, oldest first")
@@ -198,10 +217,11 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
                 responses={204: {"description": "none came within `wait` seconds"}})
     async def next_command(request: Request,
                            wait: float = Query(0, ge=0, le=MAX_WAIT_SECONDS),
+                           source: str = Query("default", min_length=1, max_length=128),
                            token: Token = may_deliver) -> Response:
         deadline = time.monotonic() + wait
         while True:
-            command = await run_in_threadpool(exporter.commands.take_next)
+            command = await run_in_threadpool(exporter.commands.take_next, source)
             if command is not None:
                 _delivered(exporter, command)
                 await _audit(exporter, actor_of(request, token), f"deliver.{command.kind}",
@@ -234,6 +254,9 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
             raise ApiError(422, "invalid_result", "status: must be one of " + ", ".join(RESULTS),
                            [{"field": "status", "reason": "must be one of " + ", ".join(RESULTS)}])
         detail = body.get("detail") if isinstance(body, dict) else None
+        if not storable(detail):
+            raise ApiError(422, "invalid_result", "detail: nested too deeply to store",
+                           [{"field": "detail", "reason": "nested too deeply to store"}])
         try:
             command, changed = await run_in_threadpool(
                 exporter.commands.finish, command_id, status, detail)

@@ -42,31 +42,37 @@ def plan(payload: object, actions: AlertActions, *, budgets: tuple[Budget, ...],
                              f"list of at most {MAX_ALERTS} alerts"}])
     planned: list[Planned] = []
     for alert in alerts:
-        if not isinstance(alert, Mapping) or alert.get("status") != "firing":
+        status = alert.get("status") if isinstance(alert, Mapping) else None
+        if status not in ("firing", "resolved"):
             continue
+        assert isinstance(alert, Mapping)
         raw_labels = alert.get("labels")
         labels = {str(key): str(value) for key, value in raw_labels.items()} \
             if isinstance(raw_labels, Mapping) else {}
         name = labels.get("alertname", "")
         for action in actions.actions:
-            if action.alert == name:
-                planned.append(_planned(action, alert, labels, budgets, state, lock))
+            if action.alert != name:
+                continue
+            if status == "firing":
+                planned.append(_planned(action, action.command, alert, labels, budgets, state,
+                                        lock))
+            elif action.command == "fleet.pause":  # what an alert paused, its end resumes
+                planned.append(_planned(action, "fleet.resume", alert, labels, budgets, state,
+                                        lock))
     return planned
 
 
-def _planned(action: AlertAction, alert: Mapping[str, Any], labels: dict[str, str],
+def _planned(action: AlertAction, kind: str, alert: Mapping[str, Any], labels: dict[str, str],
              budgets: tuple[Budget, ...], state: FleetState, lock: threading.Lock) -> Planned:
     target = _target(action.command, labels, budgets, state, lock)
     if target is None:
-        return Planned(action.alert, labels, None,
-                       f"its labels name no target for {action.command}")
-    required, optional = TARGETS[action.command]
+        return Planned(action.alert, labels, None, f"its labels name no target for {kind}")
+    required, optional = TARGETS[kind]
     target = {key: value for key, value in target.items() if key in (*required, *optional)}
     identity = f"{alert.get('fingerprint') or sorted(labels.items())}|{alert.get('startsAt')}"
-    key = "alert:" + hashlib.blake2b(f"{identity}|{action.command}".encode(),
-                                     digest_size=16).hexdigest()
-    request = CommandRequest(action.command, target,
-                             {"alert": action.alert, "labels": labels}, action.ttl_seconds, key)
+    key = "alert:" + hashlib.blake2b(f"{identity}|{kind}".encode(), digest_size=16).hexdigest()
+    request = CommandRequest(kind, target, {"alert": action.alert, "labels": labels},
+                             action.ttl_seconds, key)
     return Planned(action.alert, labels, request)
 
 
@@ -82,7 +88,7 @@ def _target(command: str, labels: dict[str, str], budgets: tuple[Budget, ...],
         return {"run_id": labels["run_id"], **source} if "run_id" in labels else None
     budget = next((budget for budget in budgets if budget.name == labels.get("budget")), None)
     if budget is not None:
-        return dict(budget.scope)
+        return dict(budget.scope) or None  # a fleet-wide budget: never the whole fleet
     scope: dict[str, str] = {key: labels[key] for key in SCOPE_LABELS if key in labels}
     return scope or None  # never the whole fleet from an alert that names nothing
 

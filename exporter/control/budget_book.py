@@ -30,11 +30,14 @@ class BudgetBook:
 
     def __init__(self, *, config_budgets: tuple[Budget, ...], ledger: Ledger,
                  pipeline: IngestPipeline, state: FleetState,
+                 release: Callable[[Budget], object] = lambda budget: None,
                  clock: Callable[[], float] = time.time) -> None:
         self.config_budgets = config_budgets
         self.ledger = ledger
         self.pipeline = pipeline
         self.state = state
+        # Called with a budget replaced or deleted: the enforcer resumes what it paused.
+        self.release = release
         self.clock = clock
         self._runtime: dict[str, Budget] = {}
         self._lock = threading.Lock()
@@ -51,7 +54,10 @@ class BudgetBook:
 
     @property
     def budgets(self) -> tuple[Budget, ...]:
-        return (*self.config_budgets, *sorted(self._runtime.values(), key=lambda b: b.name))
+        return self._merged(self._runtime)
+
+    def _merged(self, runtime: dict[str, Budget]) -> tuple[Budget, ...]:
+        return (*self.config_budgets, *sorted(runtime.values(), key=lambda b: b.name))
 
     def from_config(self, name: str) -> bool:
         return name in self._config_names
@@ -67,11 +73,12 @@ class BudgetBook:
         if self.from_config(budget.name):
             raise ConfigBudgetError(f"the budget {budget.name!r} is the config file's")
         with self._lock:
-            created = budget.name not in self._runtime
+            before = self._runtime.get(budget.name)
             self.ledger.save_budget(budget, by=by, at=self.clock())
-            self._runtime[budget.name] = budget
-            self._apply()
-        return created
+            self._apply({**self._runtime, budget.name: budget})
+        if before is not None:
+            self.release(before)  # a pause of the old terms ends; the new ones decide again
+        return before is None
 
     def delete(self, name: str) -> Budget:
         if self.from_config(name):
@@ -81,11 +88,14 @@ class BudgetBook:
             if budget is None:
                 raise UnknownBudgetError(name)
             self.ledger.delete_budget(name)
-            del self._runtime[name]
-            self._apply()
+            self._apply({key: value for key, value in self._runtime.items() if key != name})
+        self.release(budget)
         return budget
 
-    def _apply(self) -> None:
-        budgets = self.budgets
+    def _apply(self, runtime: dict[str, Budget]) -> None:
+        """The state's tracker takes the new set; only then is it the book's (a reader never
+        sees a budget the tracker does not know)."""
+        budgets = self._merged(runtime)
         self.pipeline.settled(lambda: self.state.set_budgets(
             budgets, *self.ledger.budget_days(budgets, self.clock())))
+        self._runtime = runtime

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
 
+import orjson
+
 TARGETS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     # kind: (required target keys, optional target keys)
     "task.submit": ((), ("task_type", "source")),
@@ -59,6 +61,7 @@ class Command:
     seq: int
     id: str
     kind: str
+    source: str
     target: dict[str, str]
     args: dict[str, Any]
     status: str
@@ -104,6 +107,8 @@ def parse_command(body: object, *, args_size: int) -> CommandRequest:
         problems.append({"field": "args", "reason": "must be an object"})
     elif args_size > MAX_ARGS_BYTES:
         problems.append({"field": "args", "reason": f"must be at most {MAX_ARGS_BYTES} bytes"})
+    elif not storable(args):
+        problems.append({"field": "args", "reason": "nested too deeply to store"})
     ttl = body.get("ttl_seconds", DEFAULT_TTL_SECONDS)
     if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not math.isfinite(ttl) \
             or not 0 < ttl <= MAX_TTL_SECONDS:
@@ -135,3 +140,12 @@ def _target(kind: str, target: object, problems: list[dict[str, str]]) -> dict[s
             problems.append({"field": f"target.{name}", "reason": "must be a name: 1 to 128 "
                              "of letters, digits, space and _ - . : / @ + #"})
     return {name: value for name, value in target.items() if isinstance(value, str)}
+
+
+def storable(value: object) -> bool:
+    """Whether the ledger can write it: orjson reads deeper nesting than it writes (254)."""
+    try:
+        orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):
+        return False
+    return True

@@ -13,16 +13,16 @@ nothing twice.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Final
 
-from exporter.budgets import period_bounds
 from exporter.config import Budget
 from exporter.control.audit import Actor, AuditTrail
-from exporter.control.commands import DEFAULT_TTL_SECONDS, CommandRequest
+from exporter.control.commands import DEFAULT_TTL_SECONDS, Command, CommandRequest
 from exporter.control.queue import CommandQueue
 from exporter.pricing import NANO_PER_USD
 from exporter.state import FleetState
@@ -102,26 +102,35 @@ class BudgetEnforcer:
                 queued += sum(self._issue(budget, CommandRequest(
                     "task.cancel", {"task_id": task_id, "source": source},
                     {"budget": budget.name}, DEFAULT_TTL_SECONDS,
-                    f"budget:{budget.name}:cancel:{source}:{task_id}"[:128]))
+                    _key(budget, "cancel", f"{source}/{task_id}")))
                     for source, task_id in new_tasks)
         return queued
 
     def _pause_or_resume(self, budget: Budget, spent: bool, now: float) -> int:
-        last = self.queue.last_with_key_prefix(f"budget:{budget.name}:")
+        last = self._last_pause_or_resume(budget)
         paused = last is not None and last.kind == "fleet.pause"
-        scope = dict(budget.scope)
         if spent and not paused:
-            start = period_bounds(budget.period, now)[0]
-            key = f"budget:{budget.name}:pause:{start:.0f}:{budget.limit_usd:g}"
-            return self._issue(budget, CommandRequest("fleet.pause", scope,
-                                                      {"budget": budget.name},
-                                                      DEFAULT_TTL_SECONDS, key))
-        if not spent and paused and last is not None:
-            key = f"budget:{budget.name}:resume:{last.id}"
-            return self._issue(budget, CommandRequest("fleet.resume", scope,
-                                                      {"budget": budget.name},
-                                                      DEFAULT_TTL_SECONDS, key))
+            # One pause per crossing: the key names the budget command before it (none, or the
+            # resume that ended the last pause), so checking again finds the same key.
+            return self._issue(budget, CommandRequest(
+                "fleet.pause", dict(budget.scope), {"budget": budget.name},
+                DEFAULT_TTL_SECONDS, _key(budget, "pause", last.id if last else "first")))
+        if not spent and paused:
+            return self.release(budget)
         return 0
+
+    def release(self, budget: Budget) -> int:
+        """Resume the budget's scope if it paused it: when it is spent no more, changed or
+        deleted. 1 when a resume was queued."""
+        last = self._last_pause_or_resume(budget)
+        if last is None or last.kind != "fleet.pause":
+            return 0
+        return self._issue(budget, CommandRequest(
+            "fleet.resume", last.target, {"budget": budget.name}, DEFAULT_TTL_SECONDS,
+            _key(budget, "resume", last.id)))
+
+    def _last_pause_or_resume(self, budget: Budget) -> Command | None:
+        return self.queue.last_issued(f"budget:{budget.name}", ("fleet.pause", "fleet.resume"))
 
     def _tasks_in_scope(self, budget: Budget, since: float) -> list[tuple[str, str]]:
         """Open tasks of the budget's task type submitted since it was spent (lock held)."""
@@ -139,3 +148,12 @@ class BudgetEnforcer:
                               command.target, "queued", {"command": command.id,
                                                          "budget": budget.name})
         return int(created)
+
+
+def _key(budget: Budget, action: str, subject: str) -> str:
+    """An idempotency key of the budget's: within the 128 characters a key may have."""
+    key = f"budget:{budget.name}:{action}:{subject}"
+    if len(key) <= 128:
+        return key
+    return f"budget:{budget.name}:{action}:" + hashlib.blake2b(subject.encode(),
+                                                               digest_size=16).hexdigest()

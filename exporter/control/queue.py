@@ -51,12 +51,13 @@ class CommandQueue:
                status: str = "queued", detail: Any = None) -> tuple[Command, bool]:
         """The new command, True; or the one with the same idempotency key, False."""
         if request.idempotency_key is not None:
-            existing = self._by_key(request.idempotency_key)
+            existing = self.by_key(request.idempotency_key)
             if existing is not None:
                 return existing, False
         now = self.clock()
         command_id = uuid.uuid4().hex
         row = {"id": command_id, "kind": request.kind,
+               "source": request.target.get("source", "default"),
                "target": orjson.dumps(request.target).decode(),
                "args": orjson.dumps(request.args).decode(), "status": status,
                "idempotency_key": request.idempotency_key, "issued_by": issued_by,
@@ -68,7 +69,7 @@ class CommandQueue:
             with self.engine.begin() as connection:
                 connection.execute(schema.commands.insert().values(**row))
         except IntegrityError:  # the same key, at the same moment, from another request
-            existing = self._by_key(request.idempotency_key or "")
+            existing = self.by_key(request.idempotency_key or "")
             if existing is None:
                 raise
             return existing, False
@@ -82,18 +83,18 @@ class CommandQueue:
             raise UnknownCommandError(command_id)
         return _command(row)
 
-    def _by_key(self, key: str) -> Command | None:
+    def by_key(self, key: str) -> Command | None:
         with self.engine.connect() as connection:
             row = connection.execute(select(schema.commands).where(
                 schema.commands.c.idempotency_key == key)).first()
         return None if row is None else _command(row)
 
-    def last_with_key_prefix(self, prefix: str) -> Command | None:
-        """The newest command whose idempotency key starts with `prefix`."""
+    def last_issued(self, issued_by: str, kinds: tuple[str, ...]) -> Command | None:
+        """The newest command of these kinds that `issued_by` issued."""
         table = schema.commands
         with self.engine.connect() as connection:
             row = connection.execute(select(table).where(
-                table.c.idempotency_key.startswith(prefix, autoescape=True))
+                table.c.issued_by == issued_by, table.c.kind.in_(kinds))
                 .order_by(table.c.seq.desc()).limit(1)).first()
         return None if row is None else _command(row)
 
@@ -113,23 +114,32 @@ class CommandQueue:
         commands = [_command(row) for row in rows[:limit]]
         return commands, (commands[-1].seq if len(rows) > limit else None)
 
-    def take_next(self) -> Command | None:
-        """The oldest command due for delivery, marked delivered; None when there is none."""
+    def take_next(self, source: str = "default") -> Command | None:
+        """The oldest command for `source` due for delivery, marked delivered; None when there
+        is none. Each orchestrator instance takes the commands of its own source."""
         self.expire()
         table = schema.commands
         now = self.clock()
-        due = or_(table.c.status == "queued",
-                  and_(table.c.status == "delivered",
-                       table.c.delivered_at <= now - self.redeliver_seconds))
-        with self._take_lock, self.engine.begin() as connection:
-            row = connection.execute(select(table.c.seq, table.c.status).where(
-                due, table.c.expires_at > now).order_by(table.c.seq).limit(1)).first()
-            if row is None:
-                return None
-            connection.execute(update(table).where(table.c.seq == row.seq).values(
-                status="delivered", delivered_at=now, deliveries=table.c.deliveries + 1))
-            taken = connection.execute(select(table).where(table.c.seq == row.seq)).one()
-        return _command(taken)
+        due = and_(or_(table.c.status == "queued",
+                       and_(table.c.status == "delivered",
+                            table.c.delivered_at <= now - self.redeliver_seconds)),
+                   table.c.expires_at > now, table.c.source == source)
+        with self._take_lock:
+            while True:
+                with self.engine.begin() as connection:
+                    row = connection.execute(select(table.c.seq).where(due)
+                                             .order_by(table.c.seq).limit(1)).first()
+                    if row is None:
+                        return None
+                    # `due` again: another exporter process on the same database may have
+                    # taken it meanwhile (one per ledger is the rule; this keeps it harmless).
+                    taken = connection.execute(update(table).where(
+                        table.c.seq == row.seq, due).values(
+                        status="delivered", delivered_at=now,
+                        deliveries=table.c.deliveries + 1)).rowcount
+                    if taken:
+                        return _command(connection.execute(
+                            select(table).where(table.c.seq == row.seq)).one())
 
     def finish(self, command_id: str, status: str, detail: Any) -> tuple[Command, bool]:
         """Record the orchestrator's result; (the command, True when this call changed it).

@@ -169,6 +169,8 @@ commands = Table(
     Column("seq", SEQUENCE, primary_key=True, autoincrement=True),
     Column("id", String(36), nullable=False, unique=True),
     Column("kind", String(32), nullable=False),
+    # The orchestrator instance it is for (target.source, default `default`): its poller.
+    Column("source", String(NAME), nullable=False),
     Column("target", Text, nullable=False),
     Column("args", Text, nullable=False),
     Column("status", String(16), nullable=False),
@@ -180,7 +182,7 @@ commands = Table(
     Column("deliveries", Integer, nullable=False),
     Column("finished_at", Float, nullable=True),
     Column("detail", Text, nullable=True),
-    Index("ix_commands_status", "status"),
+    Index("ix_commands_status", "status", "source"),
 )
 
 # Who did what to the fleet or the exporter, appended and never changed.

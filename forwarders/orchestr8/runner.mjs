@@ -40,7 +40,7 @@ export function runCommands(engine, options) {
 function settings(options = {}) {
   const {
     url, token, workflows, bus, waitSeconds = 30, maxRetryDelayMs = 30_000,
-    fetch = globalThis.fetch, onError,
+    fetch = globalThis.fetch, onError, source = 'default',
   } = options;
   if (typeof url !== 'string' || url === '') throw new TypeError('runCommands: `url` is required');
   check(typeof workflows === 'function' || (workflows !== null && typeof workflows === 'object'),
@@ -53,11 +53,14 @@ function settings(options = {}) {
     `\`maxRetryDelayMs\` must be an integer of at least ${FIRST_RETRY_DELAY_MS}`);
   check(typeof fetch === 'function', '`fetch` must be a function (Node >= 18 has one)');
   check(onError === undefined || typeof onError === 'function', '`onError` must be a function');
+  // The exporter hands each orchestrator instance the commands whose target names its source.
+  check(typeof source === 'string' && source.length > 0 && source.length <= 128,
+    '`source` must be a name of 1 to 128 characters');
   const headers = { Accept: 'application/json' };
   if (token) headers.Authorization = `Bearer ${token}`;
   return {
     base: `${url.replace(/\/+$/, '')}/api/v1/commands`, headers, workflows, bus, waitSeconds,
-    maxRetryDelayMs, fetch, onError,
+    maxRetryDelayMs, fetch, onError, source,
   };
 }
 
@@ -224,7 +227,8 @@ class CommandRunner {
   async #takeCommands() {
     let failures = 0;
     while (!this.#stopping) {
-      const answer = await this.#call('GET', `/next?wait=${this.#options.waitSeconds}`,
+      const query = `wait=${this.#options.waitSeconds}&source=${encodeURIComponent(this.#options.source)}`;
+      const answer = await this.#call('GET', `/next?${query}`,
         { timeoutMs: this.#options.waitSeconds * 1000 + ANSWER_MARGIN_MS, poll: true });
       if (answer.status === 200 && isCommand(answer.body)) {
         // Delivered to this runner, stopping or not: otherwise it waits a minute to come again.

@@ -22,6 +22,7 @@ def upgrade() -> None:
     sa.Column('seq', SEQUENCE, autoincrement=True, nullable=False),
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('kind', sa.String(length=32), nullable=False),
+    sa.Column('source', sa.String(length=128), nullable=False),
     sa.Column('target', sa.Text(), nullable=False),
     sa.Column('args', sa.Text(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
@@ -37,7 +38,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('id'),
     sa.UniqueConstraint('idempotency_key')
     )
-    op.create_index('ix_commands_status', 'commands', ['status'], unique=False)
+    op.create_index('ix_commands_status', 'commands', ['status', 'source'], unique=False)
     op.create_table('audit',
     sa.Column('seq', SEQUENCE, autoincrement=True, nullable=False),
     sa.Column('at', sa.Float(), nullable=False),
