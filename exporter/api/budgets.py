@@ -5,14 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any, Final
 
-import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from exporter.api.deps import actor_of, guard
+from exporter.api.deps import actor_of, audit, guard, json_body
 from exporter.api.errors import ApiError, JSONResponse
 from exporter.api.guards import RateLimiter
-from exporter.api.ingest import read_body
 from exporter.budgets import period_bounds
 from exporter.config import Budget, ConfigError, parse_budget
 from exporter.control.budget_book import ConfigBudgetError, UnknownBudgetError
@@ -51,7 +49,10 @@ def budgets_router(exporter: Exporter, tokens: TokenRegistry,
 
     async def save(request: Request, token: Token, name: str | None,
                    create_only: bool) -> Response:
-        body = await _body(request)
+        body, _ = await json_body(request, MAX_BUDGET_BYTES)
+        if not isinstance(body, dict):
+            raise ApiError(422, "invalid_budget", "a budget must be a JSON object",
+                           [{"field": "", "reason": "must be an object"}])
         entry = {**body, "name": name} if name is not None else body
         try:
             budget = parse_budget(entry, "budget")
@@ -64,9 +65,8 @@ def budgets_router(exporter: Exporter, tokens: TokenRegistry,
             created = await run_in_threadpool(book.put, budget, by=token.name)
         except ConfigBudgetError as error:
             raise ApiError(409, "conflict", str(error)) from None
-        await run_in_threadpool(exporter.audit.record, actor_of(request, token), "budget.put",
-                                {"budget": budget.name}, "created" if created else "changed",
-                                entry)
+        await audit(exporter, actor_of(request, token), "budget.put", {"budget": budget.name},
+                    "created" if created else "changed", entry)
         return JSONResponse(await run_in_threadpool(described, budget),
                             status_code=201 if created else 200)
 
@@ -98,21 +98,8 @@ def budgets_router(exporter: Exporter, tokens: TokenRegistry,
             raise ApiError(404, "not_found", f"no budget {name!r}") from None
         except ConfigBudgetError as error:
             raise ApiError(409, "conflict", str(error)) from None
-        await run_in_threadpool(exporter.audit.record, actor_of(request, token), "budget.delete",
-                                {"budget": budget.name}, "deleted")
+        await audit(exporter, actor_of(request, token), "budget.delete", {"budget": budget.name},
+                    "deleted")
         return Response(status_code=204)
 
     return router
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    raw = await read_body(request, MAX_BUDGET_BYTES)
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as error:
-        raise ApiError(400, "malformed_json", "the body is not valid JSON (UTF-8)",
-                       [{"field": "", "reason": str(error)}]) from None
-    if not isinstance(body, dict):
-        raise ApiError(422, "invalid_budget", "a budget must be a JSON object",
-                       [{"field": "", "reason": "must be an object"}])
-    return body

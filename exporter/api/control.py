@@ -11,10 +11,9 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from exporter.api.deps import actor_of, guard
+from exporter.api.deps import actor_of, audit, guard, json_body
 from exporter.api.errors import ApiError, JSONResponse
 from exporter.api.guards import RateLimiter
-from exporter.api.ingest import read_body
 from exporter.control.alerts import Planned, plan
 from exporter.control.audit import Actor
 from exporter.control.commands import (
@@ -96,13 +95,13 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
                     raise ApiError(409, "conflict", "this idempotency key names another "
                                    f"command ({existing.kind} {existing.target})")
                 telemetry.commands.labels(kind, "duplicate").inc()
-                await _audit(exporter, actor, f"command.{kind}", existing.target, "duplicate",
+                await audit(exporter, actor, f"command.{kind}", existing.target, "duplicate",
                              {"command": existing.id, **(detail or {})})
                 return existing, False
         problem = check_target(kind, command_request.target, exporter.state, exporter.lock)
         if problem is not None:
             telemetry.commands.labels(kind, "refused").inc()
-            await _audit(exporter, actor, f"command.{kind}", command_request.target,
+            await audit(exporter, actor, f"command.{kind}", command_request.target,
                          "refused", {"reason": problem.reason, **(detail or {})})
             code = "not_found" if problem.status == 404 else "conflict"
             raise ApiError(problem.status, code, problem.reason)
@@ -110,7 +109,7 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
             exporter.commands.create, command_request, issued_by=actor.token)
         outcome = "queued" if created else "duplicate"
         telemetry.commands.labels(kind, outcome).inc()
-        await _audit(exporter, actor, f"command.{kind}", command.target, outcome,
+        await audit(exporter, actor, f"command.{kind}", command.target, outcome,
                      {"command": command.id, **(detail or {})})
         if created:
             news.tell()
@@ -122,7 +121,7 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
         try:
             command_request = parse_command(body, args_size=size)
         except CommandError as error:
-            await _audit(exporter, actor, "command", body.get("kind"), "refused",
+            await audit(exporter, actor, "command", body.get("kind"), "refused",
                          error.problems)
             raise ApiError(422, "invalid_command", "the command is invalid; nothing was "
                            "stored", error.problems) from None
@@ -134,15 +133,11 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
                             422: {"description": "not a webhook payload"}})
     async def alertmanager_webhook(request: Request,
                                    token: Token = may_command) -> dict[str, Any]:
-        body = await read_body(request, MAX_WEBHOOK_BYTES)
+        payload, _ = await json_body(request, MAX_WEBHOOK_BYTES)
         try:
-            payload = orjson.loads(body)
             planned = plan(payload, exporter.config.alert_actions,
                            budgets=exporter.budgets.budgets, state=exporter.state,
                            lock=exporter.lock)
-        except orjson.JSONDecodeError as error:
-            raise ApiError(400, "malformed_json", "the body is not valid JSON (UTF-8)",
-                           [{"field": "", "reason": str(error)}]) from None
         except CommandError as error:
             raise ApiError(422, "invalid_payload", "not an Alertmanager webhook payload",
                            error.problems) from None
@@ -155,11 +150,11 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
             alert = {"alert": item.alert, "labels": item.labels}
             if item.request is None:
                 answer["skipped"].append({**alert, "reason": item.reason})
-                await _audit(exporter, actor, "alert", alert, "skipped", item.reason)
+                await audit(exporter, actor, "alert", alert, "skipped", item.reason)
             elif dry_run:
                 would = {"kind": item.request.kind, "target": item.request.target}
                 answer["commands"].append({**alert, "would_issue": would})
-                await _audit(exporter, actor, f"command.{item.request.kind}",
+                await audit(exporter, actor, f"command.{item.request.kind}",
                              item.request.target, "dry_run", alert)
             else:
                 try:
@@ -178,7 +173,7 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
                      413: {"description": "body too large"},
                      422: {"description": "invalid command; nothing stored"}})
     async def create(request: Request, token: Token = may_command) -> Response:
-        body, size = await _json_body(request)
+        body, size = await json_body(request, MAX_COMMAND_BYTES)
         if not isinstance(body, dict):
             raise ApiError(422, "invalid_command", "a command must be a JSON object",
                            [{"field": "", "reason": "must be an object"}])
@@ -189,7 +184,7 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
                                              409: {"description": "the task has ended"}})
     async def cancel_task(task_id: str, request: Request,
                           token: Token = may_command) -> Response:
-        body, size = await _json_body(request, optional=True)
+        body, size = await json_body(request, MAX_COMMAND_BYTES, optional=True)
         unknown = sorted(set(body) - _CANCEL_KEYS) if isinstance(body, dict) else [""]
         if unknown:
             problems = [{"field": name, "reason": "unknown field" if name else
@@ -224,7 +219,7 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
             command = await run_in_threadpool(exporter.commands.take_next, source)
             if command is not None:
                 _delivered(exporter, command)
-                await _audit(exporter, actor_of(request, token), f"deliver.{command.kind}",
+                await audit(exporter, actor_of(request, token), f"deliver.{command.kind}",
                              {"command": command.id}, "delivered")
                 return JSONResponse(command.as_dict())
             remaining = deadline - time.monotonic()
@@ -248,7 +243,7 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
                      422: {"description": "invalid result"}})
     async def result(command_id: str, request: Request,
                      token: Token = may_deliver) -> dict[str, Any]:
-        body, _ = await _json_body(request)
+        body, _ = await json_body(request, MAX_COMMAND_BYTES)
         status = body.get("status") if isinstance(body, dict) else None
         if status not in RESULTS:
             raise ApiError(422, "invalid_result", "status: must be one of " + ", ".join(RESULTS),
@@ -266,7 +261,7 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
             raise ApiError(409, "conflict", str(error)) from None
         if changed:
             telemetry.commands.labels(command.kind, status).inc()
-            await _audit(exporter, actor_of(request, token), f"result.{command.kind}",
+            await audit(exporter, actor_of(request, token), f"result.{command.kind}",
                          {"command": command.id}, str(status), detail)
         return command.as_dict()
 
@@ -285,7 +280,7 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
         return {"allowed": not names, "budgets": names}
 
     @router.get("/audit", summary="The audit trail, oldest first (JSON, or NDJSON to export)")
-    async def audit(
+    async def audit_trail(
             action: str | None = Query(None, max_length=64),
             token_name: str | None = Query(None, alias="token", max_length=64),
             since: float | None = Query(None, ge=0),
@@ -305,23 +300,6 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
                              "next_cursor": next_cursor})
 
     return router
-
-
-async def _json_body(request: Request, *, optional: bool = False) -> tuple[Any, int]:
-    body = await read_body(request, MAX_COMMAND_BYTES)
-    if optional and not body.strip():
-        return {}, 0
-    try:
-        return orjson.loads(body), len(body)
-    except orjson.JSONDecodeError as error:
-        raise ApiError(400, "malformed_json", "the body is not valid JSON (UTF-8)",
-                       [{"field": "", "reason": str(error)}]) from None
-
-
-
-async def _audit(exporter: Exporter, actor: Actor, action: str, target: Any, outcome: str,
-                 detail: Any = None) -> None:
-    await run_in_threadpool(exporter.audit.record, actor, action, target, outcome, detail)
 
 
 def _delivered(exporter: Exporter, command: Command) -> None:

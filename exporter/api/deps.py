@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+import orjson
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from exporter.api.errors import ApiError
 from exporter.api.guards import RateLimiter, retry_after
+from exporter.api.ingest import read_body
 from exporter.control.audit import Actor
+from exporter.service import Exporter
 from exporter.telemetry import Telemetry
 from exporter.tokens import Capability, Token, TokenRegistry
 
@@ -51,3 +56,22 @@ def actor_of(request: Request, token: Token) -> Actor:
     """Who asked, for the audit trail: the token's name, the client address, the user agent."""
     client = request.client.host if request.client is not None else ""
     return Actor(token.name, client, request.headers.get("user-agent", ""))
+
+
+async def json_body(request: Request, limit: int, *, optional: bool = False) -> tuple[Any, int]:
+    """The body as JSON and its size: 413 past `limit` bytes, 400 when it is not JSON; an
+    empty body is `{}` when `optional`."""
+    body = await read_body(request, limit)
+    if optional and not body.strip():
+        return {}, 0
+    try:
+        return orjson.loads(body), len(body)
+    except orjson.JSONDecodeError as error:
+        raise ApiError(400, "malformed_json", "the body is not valid JSON (UTF-8)",
+                       [{"field": "", "reason": str(error)}]) from None
+
+
+async def audit(exporter: Exporter, actor: Actor, action: str, target: Any, outcome: str,
+                detail: Any = None) -> None:
+    """Append to the audit trail without holding up the event loop."""
+    await run_in_threadpool(exporter.audit.record, actor, action, target, outcome, detail)
