@@ -57,13 +57,16 @@ def test_any_command_body_is_answered_in_shape(client, body):
 @given(body=JSON, command_id=st.text(min_size=1, max_size=40).filter(
     lambda text: text not in (".", "..")),
     query=st.dictionaries(st.sampled_from(["status", "kind", "cursor", "limit", "wait",
-                                           "token", "since", "format"]),
+                                           "token", "since", "format", "source", "role",
+                                           "task_type"]),
                           st.text(max_size=12), max_size=3))
 def test_results_lists_and_the_audit_are_answered_in_shape(client, body, command_id, query):
     _answered(client.post(f"/api/v1/commands/{quote(command_id, safe='')}/result", json=body,
                           headers=AUTH))
     _answered(client.get("/api/v1/commands", params=query, headers=AUTH))
     _answered(client.get("/api/v1/audit", params=query, headers=AUTH))
+    _answered(client.get("/api/v1/admission", params=query, headers=AUTH))
+    _answered(client.get("/api/v1/budgets", headers=AUTH))
     _answered(client.post("/api/v1/alertmanager/webhook", json=body, headers=AUTH))
     _answered(client.put(f"/api/v1/budgets/{quote(command_id, safe='')}", json=body,
                          headers=AUTH))

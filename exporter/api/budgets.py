@@ -25,8 +25,10 @@ _BODY: Final = {"requestBody": {"required": True, "content": {"application/json"
         "period": {"type": "string", "enum": ["day", "week", "month"]},
         "scope": {"type": "object", "additionalProperties": {"type": "string"}},
         "on_exceed": {"type": "string", "enum": ["alert", "pause", "cancel_new"]}}}}}}}
-_ERRORS: Final = {401: {"description": "no or unknown token"},
+_ERRORS: Final = {400: {"description": "the body is not JSON"},
+                  401: {"description": "no or unknown token"},
                   403: {"description": "only admin tokens"},
+                  413: {"description": "the body is too large"},
                   429: {"description": "too many requests for this token (Retry-After)"}}
 
 
