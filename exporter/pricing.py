@@ -6,6 +6,7 @@ costs never depend on the order events arrive in.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -20,22 +21,46 @@ PRICE_KEYS: Final = ("input", "output", "cache_read", "cache_write")
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """Nano-dollars per token for each token type."""
+    """Nano-dollars per token for each token type, and the model's context window."""
 
     input: int
     output: int
     cache_read: int
-    cache_write: int
+    cache_write: int  # a 5-minute cache write
+    cache_write_1h: int = 0
+    context_window: int = 0  # tokens; 0 when the table does not say
+    aliases: tuple[str, ...] = ()
+    # A request whose prompt (input, cache read and cache write tokens) is over `long_above`
+    # tokens pays `long_context` prices for all its tokens, output included.
+    long_above: int = 0
+    long_context: Price | None = None
 
     def cost_nano(self, input_tokens: int, output_tokens: int, cache_read: int,
-                  cache_creation: int) -> int:
-        return (input_tokens * self.input + output_tokens * self.output
-                + cache_read * self.cache_read + cache_creation * self.cache_write)
+                  cache_creation: int, *, one_request: bool = True) -> int:
+        """The cost of the tokens; `one_request`: they are one request's, so the prompt-length
+        tier applies (a sum over several requests is priced at the base rates)."""
+        price = self
+        if (one_request and self.long_context is not None
+                and input_tokens + cache_read + cache_creation > self.long_above):
+            price = self.long_context
+        return (input_tokens * price.input + output_tokens * price.output
+                + cache_read * price.cache_read + cache_creation * price.cache_write)
 
 
 def usd_to_nano(usd: float) -> int:
     """Round a dollar amount to whole nano-dollars, through its shortest decimal form."""
     return int((Decimal(repr(usd)) * NANO_PER_USD).to_integral_value())
+
+
+OPTIONAL_KEYS: Final = ("cache_write_1h", "context_window", "aliases", "long_context")
+
+
+def _per_token(model: str, key: str, per_million: object) -> int:
+    if isinstance(per_million, bool) or not isinstance(per_million, int | float) \
+            or per_million < 0:
+        raise ValueError(f"pricing.{model}.{key}: must be a non-negative number")
+    # USD per million tokens -> nano-dollars per token.
+    return int(Decimal(repr(per_million)) * 1000)
 
 
 def _price_from_mapping(model: str, entry: object) -> Price:
@@ -44,33 +69,85 @@ def _price_from_mapping(model: str, entry: object) -> Price:
     missing = [key for key in PRICE_KEYS if key not in entry]
     if missing:
         raise ValueError(f"pricing.{model}: missing {', '.join(missing)}")
-    values: list[int] = []
-    for key in PRICE_KEYS:
-        per_million = entry[key]
-        if isinstance(per_million, bool) or not isinstance(per_million, int | float) \
-                or per_million < 0:
-            raise ValueError(f"pricing.{model}.{key}: must be a non-negative number")
-        # USD per million tokens -> nano-dollars per token.
-        values.append(int(Decimal(repr(per_million)) * 1000))
-    return Price(*values)
+    unknown = sorted(set(map(str, entry)) - set(PRICE_KEYS) - set(OPTIONAL_KEYS))
+    if unknown:
+        raise ValueError(f"pricing.{model}: unknown {', '.join(unknown)}")
+    base_input, output, cache_read, cache_write = (_per_token(model, key, entry[key])
+                                                   for key in PRICE_KEYS)
+    # Anthropic prices a 1-hour cache write at twice the base input price.
+    write_1h = _per_token(model, "cache_write_1h", entry["cache_write_1h"]) \
+        if "cache_write_1h" in entry else 2 * base_input
+    window = entry.get("context_window", 0)
+    if isinstance(window, bool) or not isinstance(window, int) or window < 0:
+        raise ValueError(f"pricing.{model}.context_window: must be a whole number of tokens")
+    aliases = entry.get("aliases", [])
+    if not isinstance(aliases, list) or not all(isinstance(alias, str) for alias in aliases):
+        raise ValueError(f"pricing.{model}.aliases: must be a list of model ids")
+    long_above, long_context = _long_context(model, entry.get("long_context"))
+    return Price(base_input, output, cache_read, cache_write, cache_write_1h=write_1h,
+                 context_window=window, aliases=tuple(aliases), long_above=long_above,
+                 long_context=long_context)
+
+
+def _long_context(model: str, entry: object) -> tuple[int, Price | None]:
+    if entry is None:
+        return 0, None
+    if not isinstance(entry, Mapping) or "above_tokens" not in entry:
+        raise ValueError(f"pricing.{model}.long_context: must be a mapping with above_tokens "
+                         f"and {', '.join(PRICE_KEYS)}")
+    above = entry["above_tokens"]
+    if isinstance(above, bool) or not isinstance(above, int) or above <= 0:
+        raise ValueError(f"pricing.{model}.long_context.above_tokens: must be a positive "
+                         "whole number of tokens")
+    rest = {key: value for key, value in entry.items() if key != "above_tokens"}
+    if set(rest) - {*PRICE_KEYS, "cache_write_1h"}:
+        raise ValueError(f"pricing.{model}.long_context: only above_tokens, "
+                         f"{', '.join(PRICE_KEYS)} and cache_write_1h")
+    return above, _price_from_mapping(f"{model}.long_context", rest)
+
+
+# How providers and clients decorate a model id around the one Anthropic prices:
+# Bedrock's `us.anthropic.` prefix and `-v1:0` suffix, Vertex's `@20251101` snapshot, a dated
+# snapshot `-20251101`, the `-latest` alias, and Claude Code's `[1m]` context marker.
+_PREFIX: Final = re.compile(r"^(?:[a-z]{2,6}\.)?anthropic[./]")
+_BEDROCK_VERSION: Final = re.compile(r"-v\d+(?::\d+)?$")
+_SNAPSHOT: Final = re.compile(r"(?:[-@]\d{8}|-latest)$")
+_CONTEXT_MARKER: Final = re.compile(r"\[1m\]$")
+
+
+def model_key(model: str) -> str:
+    """The id a model is priced under: its own model without a provider's or a snapshot's
+    decoration (`us.anthropic.claude-opus-4-5-20251101-v1:0` -> `claude-opus-4-5`). Never a
+    shorter family name: `claude-opus-4-6` stays `claude-opus-4-6` and is unpriced if the table
+    lacks it, instead of taking another version's price."""
+    key = _CONTEXT_MARKER.sub("", model.strip().lower())
+    key = _PREFIX.sub("", key)
+    key = _BEDROCK_VERSION.sub("", key)
+    return _SNAPSHOT.sub("", key)
 
 
 class PriceTable:
-    """Looks up the price of a model id by its longest matching prefix."""
+    """Looks up the price of a model id by its own model (`model_key`), or by an alias the
+    table names; a model id is never priced as another model."""
 
     def __init__(self, prices: Mapping[str, Price]) -> None:
-        self._prices = dict(prices)
-        self._by_length = sorted(self._prices, key=len, reverse=True)
+        self._prices = {model_key(model): price for model, price in prices.items()}
+        # An alias names the model it stands for (`claude-opus-4-0` -> `claude-opus-4`).
+        self._aliases = {model_key(alias): model_key(model)
+                         for model, price in prices.items() for alias in price.aliases}
         self._cache: dict[str, Price | None] = {}
 
     def lookup(self, model: str) -> Price | None:
         if model in self._cache:
             return self._cache[model]
-        found = next((self._prices[key] for key in self._by_length if model.startswith(key)),
-                     None)
+        key = model_key(model)
+        found = self._prices.get(self._aliases.get(key, key))
         if len(self._cache) < 10_000:
             self._cache[model] = found
         return found
+
+    def models(self) -> dict[str, Price]:
+        return dict(self._prices)
 
 
 def parse_prices(entries: Mapping[str, object]) -> dict[str, Price]:

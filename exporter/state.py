@@ -364,6 +364,7 @@ class FleetState:
         agent.role = fields["role"]
         agent.model = fields.get("model", agent.model)
         agent.context_limit = fields.get("context_limit_tokens", agent.context_limit)
+        self._default_context_limit(agent)
         agent.label_text = None
         self._count_agent(agent, 1)
         if "task_id" in fields:
@@ -405,6 +406,7 @@ class FleetState:
         model = fields.get("model") or agent.model
         if agent.model == UNKNOWN and model != UNKNOWN:
             agent.model = model
+            self._default_context_limit(agent)
         input_tokens = fields.get("input_tokens", 0)
         output_tokens = fields.get("output_tokens", 0)
         cache_read = fields.get("cache_read_tokens", 0)
@@ -423,7 +425,8 @@ class FleetState:
                 cost = max(0, cost - agent.cost_nano)
         counts = (input_tokens, output_tokens, cache_read, cache_creation)
         if cost is None:  # priced; a repeated total (nothing new) is not "unpriced" again
-            cost = self._priced(event, model, counts) if any(counts) or not totals else 0
+            cost = self._priced(event, model, counts, totals) if any(counts) or not totals \
+                else 0
         labels, token_series = self._usage_series.get(
             (agent.source, agent.role, model, agent.task_type, agent.workflow))
         families = self.families
@@ -443,13 +446,21 @@ class FleetState:
         if cost:
             self._attribute_cost(agent, model, event.timestamp, cost)
 
-    def _priced(self, event: Event, model: str, counts: tuple[int, ...]) -> int:
+    def _priced(self, event: Event, model: str, counts: tuple[int, ...], totals: bool) -> int:
         price = self.prices.lookup(model)
         if price is None:
             self.families.unpriced.inc((self._label("source", event.source),
                                         self._label("model", model)))
             return 0
-        return price.cost_nano(*counts)
+        # A running total's increase may span requests: no prompt-length tier for it.
+        return price.cost_nano(*counts, one_request=not totals)
+
+    def _default_context_limit(self, agent: Agent) -> None:
+        """An agent whose source names no context window gets its model's, from the table."""
+        if not agent.context_limit and agent.model != UNKNOWN:
+            price = self.prices.lookup(agent.model)
+            if price is not None:
+                agent.context_limit = price.context_window
 
     def _attribute_cost(self, agent: Agent, model: str, timestamp: float, cost: int) -> None:
         if agent.task_id is not None:

@@ -76,9 +76,20 @@ def test_usage_is_priced_per_token_type_and_exactly(harness: Harness):
                   "cache_creation_tokens": 1_000})
     labels = {"source": "default", "role": "BUILDER", "model": "claude-sonnet-4-5-20250929",
               "task_type": "none", "workflow": "none"}
-    # 3.00 + 1.50 + 0.003 + 0.00375 dollars
-    assert harness.value("orchestrator_cost_usd_total", **labels) == 4.50675
+    # One request of 1,011,000 prompt tokens: over Sonnet 4.5's 200k long-context threshold, so
+    # $6 / $22.50 / $0.60 / $7.50: 6.00 + 2.25 + 0.006 + 0.0075 dollars
+    assert harness.value("orchestrator_cost_usd_total", **labels) == 8.2635
     assert harness.value("orchestrator_tokens_total", **labels, type="cache_creation") == 1000
+    harness.send(created("b", "BUILDER", "claude-sonnet-4-6"),
+                 {"type": "agent.usage", "agent_id": "b", "input_tokens": 1_000_000,
+                  "output_tokens": 100_000, "cache_read_tokens": 10_000,
+                  "cache_creation_tokens": 1_000})
+    # Sonnet 4.6 has the 1M window at its standard rates: 3.00 + 1.50 + 0.003 + 0.00375 dollars
+    assert harness.value("orchestrator_cost_usd_total", **{
+        **labels, "model": "claude-sonnet-4-6"}) == 4.50675
+    # Its context window comes from the price table when the source names none.
+    assert harness.value("orchestrator_agent_context_limit_tokens", source="default",
+                         agent_id="b", role="BUILDER") == 1_000_000
 
 
 def test_explicit_cost_wins_and_unknown_models_cost_nothing_but_are_counted(harness: Harness):
