@@ -143,6 +143,8 @@ EVENT_TYPES: Final[dict[str, tuple[Field, ...]]] = {
         _f("complexity", "enum", choices=("simple", "complex")),
         _f("analyst", "bool", description="the workflow includes an ANALYST"),
         _f("mode", "enum", choices=("sequential", "parallel")),
+        _f("description", "text", aliases=("prompt",),
+           description="what the task asks, searchable in the read API"),
     ),
     "task.started": (TASK_ID,),
     "task.completed": (TASK_ID,),
@@ -424,6 +426,13 @@ def _check_via(value: object) -> str:
 def id_hash(event_id: str) -> int:
     """A signed 64-bit hash of an idempotency key: the ledger's compact key for it."""
     digest = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def agent_key(source: str, agent_id: str) -> int:
+    """A signed 64-bit hash naming an agent of a source: the ledger's index of its events.
+    (Migration 0006 computes the same for events stored before it.)"""
+    digest = hashlib.blake2b(f"{source}\x1f{agent_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 

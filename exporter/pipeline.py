@@ -97,6 +97,10 @@ class IngestPipeline:
         self._offer_lock = threading.Lock()
         self._applied = 0
         self._applied_seq = 0
+        # The last event the ledger's entity and aggregate rows include (see `synced`).
+        self._checkpointed_seq = 0
+        # Called with the last seq of every group once it is applied (the live stream).
+        self.on_applied: Callable[[int], None] | None = None
         self._stopping = False
         # Held by the writer from a commit until its group is queued for the applier, so that a
         # rebuild can know every committed group is either in the queue or not yet written.
@@ -158,7 +162,7 @@ class IngestPipeline:
         with self.lock:
             snapshot = self.ledger.load_snapshot(self.state.budgets.budgets, time.time())
             self.state.restore(snapshot)
-            self._applied_seq = snapshot.applied_seq
+            self._applied_seq = self._checkpointed_seq = snapshot.applied_seq
             replayed = self._replay()
             if replayed:
                 self._checkpoint()
@@ -269,6 +273,7 @@ class IngestPipeline:
                 self._rebuild_wanted.clear()
                 self._rebuild()  # replays every committed group: this one too
                 self._answer(group)
+                self._notify_applied()
                 continue
             if group.batches:
                 self._apply(group)
@@ -293,6 +298,14 @@ class IngestPipeline:
                 # Answered at once, not after the group: a scrape waits for the lock anyway.
                 self._answer_batch(batch, sum(fresh))
             self._applied_seq = max(self._applied_seq, group.last_seq)
+        self._notify_applied()
+
+    def _notify_applied(self) -> None:
+        if self.on_applied is not None:
+            try:
+                self.on_applied(self._applied_seq)
+            except Exception:  # a subscriber's trouble never stops the applier
+                log.exception("the applied-events listener failed")
 
     @staticmethod
     def _per_batch(group: _Committed) -> Iterator[tuple[_Batch, list[bool]]]:
@@ -317,18 +330,45 @@ class IngestPipeline:
         with self._wake:
             self._pending -= count
 
-    def _prepare_checkpoint(self) -> list[RowGroup]:
+    def _prepare_checkpoint(self) -> tuple[list[RowGroup], int]:
         """Called under the state lock: the rows of the state as of `_applied_seq`."""
-        return self.ledger.prepare_checkpoint(self.state.take_changes(), self._applied_seq)
+        return (self.ledger.prepare_checkpoint(self.state.take_changes(), self._applied_seq),
+                self._applied_seq)
 
     def _checkpoint(self) -> None:
         self._write_checkpoint(self._prepare_checkpoint())
 
-    def _write_checkpoint(self, rows: list[RowGroup]) -> None:
+    def _write_checkpoint(self, prepared: tuple[list[RowGroup], int]) -> None:
+        rows, seq = prepared
         started = time.perf_counter()
         with self.ledger.engine.begin() as connection:
             self.ledger.write_checkpoint(connection, rows)
+        self._checkpointed_seq = max(self._checkpointed_seq, seq)
         self.telemetry.commit_duration.observe(time.perf_counter() - started)
+
+    @property
+    def applied_seq(self) -> int:
+        with self.lock:
+            return self._applied_seq
+
+    def synced(self) -> None:
+        """Return once the ledger's entity and aggregate rows hold every event acknowledged
+        before the call: what the read API reads, so an acknowledged event is visible at once.
+        Readers arriving together share one checkpoint; with nothing new, nothing is written."""
+        with self.lock:
+            target = self._applied_seq
+        if self._checkpointed_seq >= target:
+            return
+        with self._checkpointing:
+            if self._checkpointed_seq >= target:
+                return  # another reader's checkpoint covered it
+            with self.lock:
+                prepared = self._prepare_checkpoint()
+            try:
+                self._write_checkpoint(prepared)
+            except Exception:
+                self._rebuild_wanted.set()  # as in `settled`: those changes are in no row now
+                raise
 
     def _safe_checkpoint(self) -> None:
         try:

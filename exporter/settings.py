@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     # Processes that decode and validate large ingest bodies beside the server's own GIL. Two:
     # batches arriving together are parsed side by side (docs/benchmarks.md: +10% events/s).
     parse_workers: int = Field(default=2, ge=0, le=64)
+    # The live stream (/api/v1/stream, /api/v1/ws): connections at once; events buffered for a
+    # subscriber before it is cut off as too slow (it resumes from where it was); the quiet time
+    # after which a heartbeat is sent.
+    stream_max_subscribers: int = Field(default=100, ge=0, le=10_000)
+    stream_buffer_events: int = Field(default=10_000, ge=100, le=1_000_000)
+    stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=3600)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("database_url")

@@ -73,6 +73,8 @@ class Task:
     ended_at: float | None = None
     cost_nano: int = 0
     has_analyst_agent: bool = False
+    description: str | None = None
+    error: str | None = None
 
     @property
     def analyst_label(self) -> str:
@@ -143,7 +145,8 @@ class Changes:
     runs: list[Run]
     steps: list[Step]
     label_values: list[tuple[str, str]]
-    daily_cost: dict[DailyKey, int]
+    # Per day and labels: cost (nano-USD), then tokens by type in TOKEN_TYPES order.
+    daily_cost: dict[DailyKey, list[int]]
 
 
 @dataclass(slots=True)
@@ -272,7 +275,7 @@ class FleetState:
         self._dirty_tasks: dict[AgentKey, Task] = {}
         self._dirty_runs: dict[AgentKey, Run] = {}
         self._dirty_steps: dict[StepKey, Step] = {}
-        self._daily_cost: dict[DailyKey, int] = {}
+        self._daily_cost: dict[DailyKey, list[int]] = {}
         self._handlers: dict[str, Callable[[Event], None]] = self._build_handlers()
         # The series of frequent label combinations, found with one lookup (labels.LabelSets).
         families = self.families
@@ -443,8 +446,8 @@ class FleetState:
         agent.cost_nano += cost
         if "context_tokens" in fields:
             agent.context_tokens = fields["context_tokens"]
-        if cost:
-            self._attribute_cost(agent, model, event.timestamp, cost)
+        if cost or any(counts):
+            self._attribute_usage(agent, model, event.timestamp, cost, counts)
 
     def _priced(self, event: Event, model: str, counts: tuple[int, ...], totals: bool) -> int:
         price = self.prices.lookup(model)
@@ -462,15 +465,25 @@ class FleetState:
             if price is not None:
                 agent.context_limit = price.context_window
 
+    def _attribute_usage(self, agent: Agent, model: str, timestamp: float, cost: int,
+                         counts: tuple[int, ...]) -> None:
+        day_key = (epoch_day(timestamp), agent.source, agent.role, model, agent.task_type,
+                   agent.workflow)
+        daily = self._daily_cost.get(day_key)
+        if daily is None:
+            self._daily_cost[day_key] = [cost, *counts]
+        else:
+            for index, value in enumerate((cost, *counts)):
+                daily[index] += value
+        if cost:
+            self._attribute_cost(agent, model, timestamp, cost)
+
     def _attribute_cost(self, agent: Agent, model: str, timestamp: float, cost: int) -> None:
         if agent.task_id is not None:
             task = self.tasks.get((agent.source, agent.task_id))
             if task is not None:
                 task.cost_nano += cost
                 self._dirty_tasks[(task.source, task.task_id)] = task
-        day_key = (epoch_day(timestamp), agent.source, agent.role, model, agent.task_type,
-                   agent.workflow)
-        self._daily_cost[day_key] = self._daily_cost.get(day_key, 0) + cost
         if self.budgets.budgets:
             self.budgets.add(timestamp, {"role": agent.role, "model": model,
                                          "task_type": agent.task_type,
@@ -533,6 +546,7 @@ class FleetState:
         task.complexity = fields.get("complexity", task.complexity)
         task.analyst = fields.get("analyst", task.analyst)
         task.mode = fields.get("mode", task.mode)
+        task.description = fields.get("description", task.description)
         if first:
             task.submitted_at = event.timestamp
             source, task_type = (self._label("source", task.source),
@@ -563,6 +577,7 @@ class FleetState:
         self._remember(self.ended_tasks, key)
         task.status = event.type.partition(".")[2]
         task.ended_at = event.timestamp
+        task.error = event.fields.get("error")
         labels = (self._label("source", task.source), self._label("task_type", task.task_type),
                   task.analyst_label, task.status)
         self.families.tasks.inc((labels[0], labels[1], task.status, labels[2]))

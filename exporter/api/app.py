@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,10 +19,13 @@ from exporter.api.deps import guard
 from exporter.api.errors import ApiError, JSONResponse, install_error_handlers, request_id
 from exporter.api.guards import RateLimiter, SecurityHeaders
 from exporter.api.ingest import BodyParser, read_body
+from exporter.api.reads import read_router
+from exporter.api.stream import stream_router
 from exporter.events import Event, json_schema
 from exporter.ledger.store import PreparedRows
 from exporter.metrics import CONTENT_TYPE
 from exporter.pipeline import IngestResult, LedgerUnavailableError, PipelineBusyError
+from exporter.reads.stream import EventHub
 from exporter.service import Exporter
 from exporter.tokens import TokenRegistry
 
@@ -36,12 +40,22 @@ def create_app(exporter: Exporter, *, tokens: TokenRegistry) -> FastAPI:
     parser = BodyParser(workers=settings.parse_workers, max_events=settings.max_batch_events,
                         max_tokens=settings.max_event_tokens)
 
+    hub = EventHub(exporter.ledger.events_after, max_subscribers=settings.stream_max_subscribers,
+                   buffer_events=settings.stream_buffer_events)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await parser.start()
+        hub.start(exporter.pipeline.applied_seq)
+        exporter.pipeline.on_applied = hub.notify
+        fan_out = asyncio.create_task(hub.run(), name="event-hub")
         try:
             yield
         finally:
+            exporter.pipeline.on_applied = None
+            fan_out.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fan_out
             await parser.close()
 
     app = FastAPI(title="orchestrator-exporter", version=__version__,
@@ -50,6 +64,8 @@ def create_app(exporter: Exporter, *, tokens: TokenRegistry) -> FastAPI:
     limiter = RateLimiter(settings.api_rate_per_second, settings.api_burst)
     app.include_router(control_router(exporter, tokens, limiter))
     app.include_router(budgets_router(exporter, tokens, limiter))
+    app.include_router(read_router(exporter, tokens, limiter, lambda: len(hub.subscribers)))
+    app.include_router(stream_router(exporter, tokens, limiter, hub))
     app.add_middleware(SecurityHeaders)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,

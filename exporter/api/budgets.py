@@ -1,4 +1,5 @@
-"""Budgets at runtime over HTTP (admin): listed with their spend, made, changed, deleted."""
+"""Budgets at runtime over HTTP: listed with their spend (viewer), made, changed, deleted
+(admin)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ from starlette.concurrency import run_in_threadpool
 from exporter.api.deps import actor_of, audit, guard, json_body
 from exporter.api.errors import ApiError, JSONResponse
 from exporter.api.guards import RateLimiter
-from exporter.budgets import period_bounds
 from exporter.config import Budget, ConfigError, parse_budget
 from exporter.control.budget_book import ConfigBudgetError, UnknownBudgetError
-from exporter.pricing import NANO_PER_USD
+from exporter.reads.budgets import budget_report
 from exporter.service import Exporter
 from exporter.tokens import Token, TokenRegistry
 
@@ -39,15 +39,11 @@ def budgets_router(exporter: Exporter, tokens: TokenRegistry,
     may_admin = Depends(guard(tokens, exporter.telemetry, "admin", limiter))
     book = exporter.budgets
 
+    may_read = Depends(guard(tokens, exporter.telemetry, "read", limiter))
+
     def described(budget: Budget) -> dict[str, Any]:
-        now = time.time()
-        start, end = period_bounds(budget.period, now)
-        with exporter.lock:
-            spent = exporter.state.budgets.spent_nano(budget, now) / NANO_PER_USD
-        return {"name": budget.name, "limit_usd": budget.limit_usd, "period": budget.period,
-                "scope": dict(budget.scope), "on_exceed": budget.on_exceed,
-                "source": "config" if book.from_config(budget.name) else "runtime",
-                "spent_usd": spent, "period_start": start, "period_end": end}
+        return budget_report(budget, exporter.state.budgets, exporter.lock,
+                             from_config=book.from_config(budget.name), now=time.time())
 
     async def save(request: Request, token: Token, name: str | None,
                    create_only: bool) -> Response:
@@ -72,8 +68,8 @@ def budgets_router(exporter: Exporter, tokens: TokenRegistry,
         return JSONResponse(await run_in_threadpool(described, budget),
                             status_code=201 if created else 200)
 
-    @router.get("", summary="The budgets in force, with their spend this period")
-    async def list_budgets(_token: Token = may_admin) -> dict[str, Any]:
+    @router.get("", summary="The budgets in force: limit, spend, projection, state")
+    async def list_budgets(_token: Token = may_read) -> dict[str, Any]:
         budgets = book.budgets
         return {"items": [await run_in_threadpool(described, budget) for budget in budgets]}
 

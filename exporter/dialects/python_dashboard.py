@@ -73,7 +73,7 @@ def _task(row: dict[str, Any]) -> list[Canonical]:
         "type": "task.submitted", "task_id": task_id,
         **present(timestamp=timestamp(row.get("created_at")), task_type=row.get("task_type"),
                   complexity=complexity if complexity in ("simple", "complex") else None,
-                  analyst=_analyst(row)),
+                  analyst=_analyst(row), description=text(row.get("description"))),
     }
     status = row.get("status")
     if status == "pending":

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -35,7 +36,12 @@ events = Table(
     Column("type", String(32), nullable=False),
     Column("ts", Float, nullable=False),
     Column("received", Float, nullable=False),
+    # agent_key(source, agent_id) of an event naming an agent: its events, in order, by index.
+    Column("agent_key", BigInteger, nullable=True),
     Column("payload", LargeBinary, nullable=False),
+    Index("ix_events_agent_key", "agent_key", "seq",
+          sqlite_where=text("agent_key IS NOT NULL"),
+          postgresql_where=text("agent_key IS NOT NULL")),
     # PostgreSQL only: on SQLite a unique index on random hashes dirties a page per event at
     # every commit; SQLite uses `event_ids` instead (see ledger/dedup.py).
     Index("ix_events_id_hash", "id_hash", unique=True).ddl_if(dialect="postgresql"),
@@ -87,6 +93,11 @@ daily_cost = Table(
     Column("task_type", String(NAME), primary_key=True),
     Column("workflow", String(NAME), primary_key=True),
     Column("cost_nano", BigInteger, nullable=False),
+    # Tokens by type on that day (migration 0006; days before it hold 0).
+    Column("input_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("output_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_read_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_creation_tokens", BigInteger, nullable=False, server_default="0"),
 )
 
 label_values = Table(
@@ -118,6 +129,9 @@ agents = Table(
     Column("cache_read_tokens", BigInteger, nullable=False, server_default="0"),
     Column("cache_creation_tokens", BigInteger, nullable=False, server_default="0"),
     Index("ix_agents_deleted", "deleted"),
+    Index("ix_agents_task_id", "source", "task_id"),
+    Index("ix_agents_created_at", "created_at"),
+    Index("ix_agents_last_activity", "last_activity"),
 )
 
 tasks = Table(
@@ -134,7 +148,10 @@ tasks = Table(
     Column("ended_at", Float, nullable=True),
     Column("cost_nano", BigInteger, nullable=False),
     Column("has_analyst_agent", Boolean, nullable=False),
+    Column("description", Text, nullable=True),
+    Column("error", Text, nullable=True),
     Index("ix_tasks_ended_at", "ended_at"),
+    Index("ix_tasks_submitted_at", "submitted_at"),
 )
 
 workflow_runs = Table(
@@ -147,6 +164,7 @@ workflow_runs = Table(
     Column("ended_at", Float, nullable=True),
     Column("steps", Text, nullable=False),
     Index("ix_workflow_runs_ended_at", "ended_at"),
+    Index("ix_workflow_runs_started_at", "started_at"),
 )
 
 steps = Table(
@@ -161,6 +179,7 @@ steps = Table(
     Column("started_at", Float, nullable=True),
     Column("ended_at", Float, nullable=True),
     Column("retries", Integer, nullable=False),
+    Index("ix_steps_agent_id", "source", "agent_id"),
 )
 
 # Commands to the orchestrators (exporter/control): their whole life, durable.

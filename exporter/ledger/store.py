@@ -22,7 +22,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from exporter.budgets import window_start_day
 from exporter.config import Budget
-from exporter.events import Event, id_hash
+from exporter.events import Event, agent_key, id_hash
 from exporter.ledger import bulk, schema
 from exporter.ledger.dedup import MERGED, IdSet
 from exporter.series import LABEL_SEPARATOR, Histogram
@@ -45,7 +45,8 @@ _IN_CHUNK: Final = 5_000
 _UNLESS_MERGED: Final = ("CASE WHEN " + MERGED.format(key="value->>0")
                          + " THEN NULL ELSE {value} END")
 DAILY_COST_KEYS: Final = ("day", "source", "role", "model", "task_type", "workflow")
-EVENT_COLUMNS: Final = ("id_hash", "event_id", "source", "type", "ts", "received", "payload")
+EVENT_COLUMNS: Final = ("id_hash", "event_id", "source", "type", "ts", "received", "agent_key",
+                         "payload")
 DUPLICATES_KEY: Final = "orchestrator_exporter_events_duplicate_total" + LABEL_SEPARATOR
 
 
@@ -66,8 +67,9 @@ def event_keys(events: Sequence[Event]) -> list[int | None]:
 
 def _event_row(event: Event, received: float) -> tuple[Any, ...]:
     """An event's values in `EVENT_COLUMNS` order."""
+    agent_id = event.fields.get("agent_id")
     return (event_key(event), event.id, event.source, event.type, event.timestamp, received,
-            event.payload)
+            None if agent_id is None else agent_key(event.source, agent_id), event.payload)
 
 
 def event_rows(events: Iterable[Event], received: float) -> PreparedRows:
@@ -318,9 +320,8 @@ class Ledger:
             select(column.seq).where(column.event_id == event.id).limit(1)).first()
         if exists is not None:
             return False
-        connection.execute(schema.events.insert().values(
-            id_hash=None, event_id=event.id, source=event.source, type=event.type,
-            ts=event.timestamp, received=received, payload=event.payload))
+        row = dict(zip(EVENT_COLUMNS, _event_row(event, received), strict=True))
+        connection.execute(schema.events.insert().values({**row, "id_hash": None}))
         return True
 
     def prepare_checkpoint(self, changes: Changes, applied_seq: int) -> list[RowGroup]:
@@ -341,7 +342,7 @@ class Ledger:
             RowGroup(schema.label_values, ("label", "value"), "skip",
                      list(changes.label_values)),
             RowGroup(schema.daily_cost, DAILY_COST_KEYS, "add",
-                     [(*key, nano) for key, nano in changes.daily_cost.items()]),
+                     [(*key, *usage) for key, usage in changes.daily_cost.items()]),
             RowGroup(schema.checkpoint, ("id",), "update", [(1, applied_seq)]),
         ]
         return [group for group in groups if group.rows]

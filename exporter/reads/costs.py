@@ -1,0 +1,197 @@
+"""Cost and tokens over time and by dimension, from the ledger's per-day sums; the fleet summary.
+
+The per-day sums (`daily_cost`) are what budgets already read: each usage event adds its cost
+and tokens to its UTC day and labels, so these figures equal the counters on /metrics for the
+same days (tokens are summed per day from migration 0006 on; earlier days hold 0 tokens).
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sqlalchemy import Engine, and_, func, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from exporter.budgets import SECONDS_PER_DAY, epoch_day, period_bounds
+from exporter.events import TERMINAL_AGENT_STATUSES
+from exporter.ledger import schema
+from exporter.reads.fleet import TASK_END_STATUSES, usd
+from exporter.reads.pages import ReadError
+
+DAILY: Final = schema.daily_cost
+DIMENSIONS: Final = ("role", "model", "task_type", "workflow", "source")
+PERIODS: Final = ("day", "week", "month")
+GROUPS: Final = (*DIMENSIONS, *PERIODS)
+TOKEN_COLUMNS: Final = (("input", "input_tokens"), ("output", "output_tokens"),
+                        ("cache_read", "cache_read_tokens"),
+                        ("cache_creation", "cache_creation_tokens"))
+MAX_TOP: Final = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class DayRange:
+    """UTC days `first` <= day < `end` (epoch days); None: unbounded."""
+
+    first: int | None = None
+    end: int | None = None
+
+    def where(self, day: ColumnElement[Any]) -> list[ColumnElement[bool]]:
+        terms = []
+        if self.first is not None:
+            terms.append(day >= self.first)
+        if self.end is not None:
+            terms.append(day < self.end)
+        return terms
+
+    def where_time(self, column: ColumnElement[Any]) -> list[ColumnElement[bool]]:
+        """The same days, for a column of Unix seconds."""
+        terms = []
+        if self.first is not None:
+            terms.append(column >= self.first * SECONDS_PER_DAY)
+        if self.end is not None:
+            terms.append(column < self.end * SECONDS_PER_DAY)
+        return terms
+
+
+def parse_instant(name: str, text: str) -> float:
+    """A date (YYYY-MM-DD, UTC midnight), an RFC 3339 time, or Unix seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            parsed = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            raise ReadError(name, "must be a date (YYYY-MM-DD), an RFC 3339 time or Unix "
+                            "seconds") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=datetime.UTC)
+        return parsed.timestamp()
+    if not math.isfinite(value) or not 0 <= value < 1e11:
+        raise ReadError(name, "must be Unix seconds between 1970 and 5138")
+    return value
+
+
+def day_range(since: str | None, until: str | None) -> DayRange:
+    """`from` rounds down to its day, `to` (exclusive) up to the next day boundary."""
+    first = None if since is None else epoch_day(parse_instant("from", since))
+    end = None if until is None else math.ceil(parse_instant("to", until) / SECONDS_PER_DAY)
+    if first is not None and end is not None and end < first:
+        raise ReadError("to", "must not be before from")
+    return DayRange(first, end)
+
+
+def _day_text(day: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(day * SECONDS_PER_DAY))
+
+
+def _period_of(group: str, day: int) -> str:
+    if group == "day":
+        return _day_text(day)
+    if group == "week":  # the ISO week's Monday
+        return _day_text(day - (day + 3) % 7)
+    return time.strftime("%Y-%m", time.gmtime(day * SECONDS_PER_DAY))
+
+
+def _empty() -> list[int]:
+    return [0] * (1 + len(TOKEN_COLUMNS))
+
+
+def _entry(group: str, key: str, sums: Sequence[int]) -> dict[str, Any]:
+    return {group: key, "cost_usd": usd(sums[0]),
+            "tokens": {name: sums[index + 1] for index, (name, _) in enumerate(TOKEN_COLUMNS)}}
+
+
+class CostReads:
+    def __init__(self, engine: Engine, synced: Callable[[], None]) -> None:
+        self.engine = engine
+        self.synced = synced
+
+    def costs(self, group: str, days: DayRange, top: int | None = None,
+              filters: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """Cost and tokens per value of `group` (a dimension, by cost, highest first; or a
+        period, oldest first), over `days`, among rows matching `filters` (dimension: value)."""
+        if group not in GROUPS:
+            raise ReadError("group_by", f"must be one of {', '.join(GROUPS)}")
+        if top is not None and not 1 <= top <= MAX_TOP:
+            raise ReadError("top", f"must be 1 to {MAX_TOP}")
+        key_column = DAILY.c.day if group in PERIODS else DAILY.c[group]
+        sums = [func.sum(DAILY.c.cost_nano),
+                *(func.sum(DAILY.c[column]) for _, column in TOKEN_COLUMNS)]
+        terms = days.where(DAILY.c.day)
+        terms += [DAILY.c[name] == value for name, value in (filters or {}).items()]
+        query = select(key_column, *sums).where(and_(*terms)).group_by(key_column)
+        self.synced()
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        totals: dict[str, list[int]] = {}
+        for key, *values in rows:
+            name = _period_of(group, key) if group in PERIODS else str(key)
+            into = totals.setdefault(name, _empty())
+            for index, value in enumerate(values):
+                into[index] += int(value or 0)
+        if group in PERIODS:
+            ordered = sorted(totals.items())
+        else:
+            ordered = sorted(totals.items(), key=lambda item: (-item[1][0], item[0]))
+        if top is not None:
+            ordered = ordered[:top]
+        return [_entry(group, key, values) for key, values in ordered]
+
+    def per_completed_task(self, days: DayRange) -> dict[str, Any]:
+        """Completed tasks (ended within `days`) and their cost, with and without ANALYST."""
+        column = schema.tasks.c
+        included = (column.analyst.is_(True)) | (column.has_analyst_agent.is_(True))
+        query = select(included, func.count(), func.sum(column.cost_nano)).where(
+            and_(column.status == "completed", *days.where_time(column.ended_at))
+        ).group_by(included)
+        self.synced()
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        result = {}
+        for name, flag in (("included", True), ("excluded", False)):
+            count, nano = next(((int(row[1]), int(row[2] or 0)) for row in rows
+                                if bool(row[0]) is flag), (0, 0))
+            result[name] = {"tasks": count, "cost_usd": usd(nano),
+                            "mean_usd": usd(nano) / count if count else None}
+        return result
+
+    def summary(self, now: float) -> dict[str, Any]:
+        """The fleet now: agents by status and role, tasks in flight, active runs, spend."""
+        agents, tasks, runs = schema.agents.c, schema.tasks.c, schema.workflow_runs.c
+        self.synced()
+        with self.engine.connect() as connection:
+            by_status = connection.execute(
+                select(agents.status, agents.role, func.count())
+                .where(agents.deleted.is_(False)).group_by(agents.status, agents.role)).all()
+            in_flight = connection.execute(
+                select(tasks.status, func.count())
+                .where(tasks.status.not_in(TASK_END_STATUSES)).group_by(tasks.status)).all()
+            active_runs = connection.execute(
+                select(func.count()).where(runs.status == "running")).scalar() or 0
+            stored = connection.execute(select(func.max(schema.events.c.seq))).scalar() or 0
+            spend = {}
+            for period in PERIODS:
+                start, _end = period_bounds(period, now)
+                nano = connection.execute(select(func.sum(DAILY.c.cost_nano)).where(
+                    DAILY.c.day >= epoch_day(start))).scalar()
+                spend[{"day": "today", "week": "this_week", "month": "this_month"}[period]] = \
+                    usd(int(nano or 0))
+        agent_status: dict[str, int] = {}
+        agent_role: dict[str, int] = {}
+        live = 0
+        for status, role, count in by_status:
+            agent_status[status] = agent_status.get(status, 0) + count
+            if status not in TERMINAL_AGENT_STATUSES:
+                agent_role[role] = agent_role.get(role, 0) + count
+                live += count
+        return {
+            "agents": {"live": live, "by_status": agent_status, "live_by_role": agent_role},
+            "tasks_in_flight": {"total": sum(count for _, count in in_flight),
+                                "by_status": dict(in_flight)},
+            "active_runs": int(active_runs), "spend_usd": spend, "events_stored": int(stored),
+        }

@@ -1,0 +1,320 @@
+"""Agents, tasks and runs read back from the ledger: lists with filters, sort and cursors, and
+one entity with what belongs to it.
+
+Every read first calls `synced` (IngestPipeline.synced), so an event acknowledged before the
+request is in the rows read. Amounts leave here in USD, times in Unix seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+from sqlalchemy import Engine, Float, Select, and_, case, cast, func, or_, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from exporter.events import TERMINAL_AGENT_STATUSES, agent_key
+from exporter.ledger import schema
+from exporter.pricing import NANO_PER_USD
+from exporter.reads.pages import NULL_SORT, Page, ReadError, Sort, keyset_page, page_of
+
+AGENTS: Final = schema.agents
+TASKS: Final = schema.tasks
+RUNS: Final = schema.workflow_runs
+STEPS: Final = schema.steps
+EVENTS: Final = schema.events
+
+AGENT_SORTS: Final = ("last_activity", "created", "cost", "tokens", "context_fill")
+TASK_SORTS: Final = ("submitted", "ended", "cost", "duration")
+RUN_SORTS: Final = ("started", "ended", "duration")
+TASK_END_STATUSES: Final = ("completed", "failed", "cancelled")
+MAX_SEARCH: Final = 256
+EVENT_CHUNK: Final = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class AgentFilter:
+    source: str | None = None
+    status: str | None = None
+    role: str | None = None
+    model: str | None = None
+    task_id: str | None = None
+    task_type: str | None = None
+    workflow: str | None = None
+    live: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFilter:
+    source: str | None = None
+    status: str | None = None
+    task_type: str | None = None
+    analyst: str | None = None  # included | excluded
+    complexity: str | None = None
+    since: float | None = None  # submitted at or after
+    until: float | None = None  # submitted before
+    q: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    source: str | None = None
+    status: str | None = None
+    workflow: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+
+def usd(nano: int) -> float:
+    return nano / NANO_PER_USD
+
+
+def _duration(start: float | None, end: float | None) -> float | None:
+    return None if start is None or end is None else max(0.0, end - start)
+
+
+def _equal(column: ColumnElement[Any], value: object) -> ColumnElement[bool] | None:
+    return None if value is None else column == value
+
+
+def _where(query: Select[Any], *conditions: ColumnElement[bool] | None) -> Select[Any]:
+    present = [condition for condition in conditions if condition is not None]
+    return query.where(and_(*present)) if present else query
+
+
+# -- agents ---------------------------------------------------------------------------------
+
+_CONTEXT_FILL: Final = case(
+    (AGENTS.c.context_limit > 0,
+     cast(AGENTS.c.context_tokens, Float) / cast(AGENTS.c.context_limit, Float)),
+    else_=NULL_SORT)
+_AGENT_SORT_KEYS: Final[dict[str, ColumnElement[Any]]] = {
+    "last_activity": AGENTS.c.last_activity, "created": AGENTS.c.created_at,
+    "cost": AGENTS.c.cost_nano, "tokens": AGENTS.c.tokens, "context_fill": _CONTEXT_FILL,
+}
+
+
+def agent_item(row: Any) -> dict[str, Any]:
+    live = not row.deleted and row.status not in TERMINAL_AGENT_STATUSES
+    fill = row.context_tokens / row.context_limit if row.context_limit else None
+    return {
+        "source": row.source, "agent_id": row.agent_id, "role": row.role, "model": row.model,
+        "status": row.status, "live": live, "deleted": row.deleted, "task_id": row.task_id,
+        "task_type": row.task_type, "workflow": row.workflow, "cost_usd": usd(row.cost_nano),
+        "tokens": {"input": row.input_tokens, "output": row.output_tokens,
+                   "cache_read": row.cache_read_tokens,
+                   "cache_creation": row.cache_creation_tokens, "total": row.tokens},
+        "context_tokens": row.context_tokens, "context_limit_tokens": row.context_limit,
+        "context_fill": fill, "created_at": row.created_at, "last_activity": row.last_activity,
+    }
+
+
+def _agent_conditions(where: AgentFilter) -> list[ColumnElement[bool] | None]:
+    column = AGENTS.c
+    live: ColumnElement[bool] | None = None
+    if where.live is not None:
+        is_live = and_(column.deleted.is_(False),
+                       column.status.not_in(sorted(TERMINAL_AGENT_STATUSES)))
+        live = is_live if where.live else ~is_live
+    return [_equal(column.source, where.source), _equal(column.status, where.status),
+            _equal(column.role, where.role.upper() if where.role else None),
+            _equal(column.model, where.model), _equal(column.task_id, where.task_id),
+            _equal(column.task_type, where.task_type),
+            _equal(column.workflow, where.workflow), live]
+
+
+class FleetReads:
+    """The read side of the ledger; `synced` makes acknowledged events visible first."""
+
+    def __init__(self, engine: Engine, synced: Callable[[], None]) -> None:
+        self.engine = engine
+        self.synced = synced
+
+    def _rows(self, query: Select[Any]) -> Sequence[Any]:
+        self.synced()
+        with self.engine.connect() as connection:
+            return connection.execute(query).all()
+
+    def agents(self, where: AgentFilter, sort: Sort, cursor: str | None, limit: int) -> Page:
+        sort_key = _AGENT_SORT_KEYS[sort.name]
+        query = _where(select(AGENTS, sort_key.label("sort_value")), *_agent_conditions(where))
+        query = keyset_page(query, [sort_key, AGENTS.c.source, AGENTS.c.agent_id], sort,
+                            cursor, limit)
+        return page_of(self._rows(query), limit, agent_item,
+                       lambda row: (row.sort_value, row.source, row.agent_id))
+
+    def agent(self, agent_id: str, source: str | None) -> dict[str, Any] | None:
+        row = self._one(AGENTS, AGENTS.c.agent_id == agent_id, source)
+        if row is None:
+            return None
+        item = agent_item(row)
+        item["tool_calls"] = self._tool_calls(row.source, row.agent_id)
+        item["task"] = None
+        if row.task_id is not None:
+            task = self._one(TASKS, and_(TASKS.c.task_id == row.task_id,
+                                         TASKS.c.source == row.source), None)
+            item["task"] = task_item(task) if task is not None else None
+        return item
+
+    def _one(self, table: Any, condition: ColumnElement[bool], source: str | None) -> Any:
+        """The entity, or None; with two sources naming the same id and no `source`, the
+        caller must say which (ReadError)."""
+        query = _where(select(table).where(condition), _equal(table.c.source, source)).limit(2)
+        rows = self._rows(query)
+        if len(rows) > 1:
+            raise ReadError("source", "several sources have this id; name one")
+        return rows[0] if rows else None
+
+    def _tool_calls(self, source: str, agent_id: str) -> list[dict[str, Any]]:
+        counts: dict[tuple[str, str], int] = {}
+        for _seq, _ts, event in self.agent_events(source, agent_id, ("agent.tool_call",)):
+            key = (str(event.get("tool")), str(event.get("outcome")))
+            counts[key] = counts.get(key, 0) + 1
+        return [{"tool": tool, "outcome": outcome, "count": count}
+                for (tool, outcome), count in sorted(counts.items())]
+
+    def agent_events(self, source: str, agent_id: str, types: Sequence[str] | None = None,
+                     after: int = 0, limit: int | None = None
+                     ) -> Iterator[tuple[int, float, dict[str, Any]]]:
+        """The agent's stored events in ledger order: (seq, event time, the event as stored,
+        canonical JSON), from its index, a hash of (source, agent id), each hit checked against
+        the payload."""
+        key = agent_key(source, agent_id)
+        yielded = 0
+        while limit is None or yielded < limit:
+            query = select(EVENTS.c.seq, EVENTS.c.source, EVENTS.c.ts, EVENTS.c.payload) \
+                .where(EVENTS.c.agent_key == key, EVENTS.c.seq > after)
+            if types:
+                query = query.where(EVENTS.c.type.in_(list(types)))
+            rows = self._rows(query.order_by(EVENTS.c.seq).limit(EVENT_CHUNK))
+            for seq, row_source, stamp, payload in rows:
+                event = orjson.loads(payload)
+                if row_source == source and _agent_of(event) == agent_id:
+                    yield seq, stamp, event
+                    yielded += 1
+                    if limit is not None and yielded >= limit:
+                        return
+            if len(rows) < EVENT_CHUNK:
+                return
+            after = rows[-1][0]
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def tasks(self, where: TaskFilter, sort: Sort, cursor: str | None, limit: int) -> Page:
+        column = TASKS.c
+        duration = func.coalesce(column.ended_at - func.coalesce(column.started_at,
+                                                                  column.submitted_at), NULL_SORT)
+        sort_key = {"submitted": func.coalesce(column.submitted_at, NULL_SORT),
+                    "ended": func.coalesce(column.ended_at, NULL_SORT),
+                    "cost": column.cost_nano, "duration": duration}[sort.name]
+        query = _where(select(TASKS, sort_key.label("sort_value")), *_task_conditions(where))
+        query = keyset_page(query, [sort_key, column.source, column.task_id], sort, cursor,
+                            limit)
+        return page_of(self._rows(query), limit, task_item,
+                       lambda row: (row.sort_value, row.source, row.task_id))
+
+    def task(self, task_id: str, source: str | None) -> dict[str, Any] | None:
+        row = self._one(TASKS, TASKS.c.task_id == task_id, source)
+        if row is None:
+            return None
+        item = task_item(row)
+        agents = self._rows(select(AGENTS).where(AGENTS.c.source == row.source,
+                                                 AGENTS.c.task_id == row.task_id)
+                            .order_by(AGENTS.c.created_at, AGENTS.c.agent_id))
+        item["agents"] = [agent_item(agent) for agent in agents]
+        item["agents_cost_usd"] = usd(sum(agent.cost_nano for agent in agents))
+        ids = [agent.agent_id for agent in agents]
+        runs: list[Any] = []
+        if ids:
+            run_ids = select(STEPS.c.run_id).where(STEPS.c.source == row.source,
+                                                   STEPS.c.agent_id.in_(ids)).distinct()
+            runs = list(self._rows(select(RUNS).where(RUNS.c.source == row.source,
+                                                      RUNS.c.run_id.in_(run_ids))
+                                   .order_by(RUNS.c.started_at)))
+        item["runs"] = [run_item(run) for run in runs]
+        return item
+
+    # -- runs -----------------------------------------------------------------------------
+
+    def runs(self, where: RunFilter, sort: Sort, cursor: str | None, limit: int) -> Page:
+        column = RUNS.c
+        sort_key = {"started": func.coalesce(column.started_at, NULL_SORT),
+                    "ended": func.coalesce(column.ended_at, NULL_SORT),
+                    "duration": func.coalesce(column.ended_at - column.started_at,
+                                              NULL_SORT)}[sort.name]
+        query = _where(select(RUNS, sort_key.label("sort_value")),
+                       _equal(column.source, where.source), _equal(column.status, where.status),
+                       _equal(column.workflow, where.workflow),
+                       None if where.since is None else column.started_at >= where.since,
+                       None if where.until is None else column.started_at < where.until)
+        query = keyset_page(query, [sort_key, column.source, column.run_id], sort, cursor,
+                            limit)
+        return page_of(self._rows(query), limit, run_item,
+                       lambda row: (row.sort_value, row.source, row.run_id))
+
+    def run(self, run_id: str, source: str | None) -> dict[str, Any] | None:
+        row = self._one(RUNS, RUNS.c.run_id == run_id, source)
+        if row is None:
+            return None
+        item = run_item(row)
+        steps = self._rows(select(STEPS).where(STEPS.c.source == row.source,
+                                               STEPS.c.run_id == row.run_id))
+        item["steps"] = [step_item(step) for step in sorted(
+            steps, key=lambda step: (step.started_at is None, step.started_at or 0.0,
+                                     step.step_id))]
+        return item
+
+
+def _agent_of(event: dict[str, Any]) -> object:
+    return event.get("agent_id", event.get("agentId"))
+
+
+def _task_conditions(where: TaskFilter) -> list[ColumnElement[bool] | None]:
+    column = TASKS.c
+    analyst: ColumnElement[bool] | None = None
+    if where.analyst is not None:
+        included = or_(column.analyst.is_(True), column.has_analyst_agent.is_(True))
+        analyst = included if where.analyst == "included" else ~included
+    search: ColumnElement[bool] | None = None
+    if where.q:
+        if len(where.q) > MAX_SEARCH:
+            raise ReadError("q", f"must be at most {MAX_SEARCH} characters")
+        pattern = "%" + where.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") \
+            + "%"
+        search = func.lower(column.description).like(pattern.lower(), escape="\\")
+    return [_equal(column.source, where.source), _equal(column.status, where.status),
+            _equal(column.task_type, where.task_type),
+            _equal(column.complexity, where.complexity), analyst, search,
+            None if where.since is None else column.submitted_at >= where.since,
+            None if where.until is None else column.submitted_at < where.until]
+
+
+def task_item(row: Any) -> dict[str, Any]:
+    started = row.started_at if row.started_at is not None else row.submitted_at
+    return {
+        "source": row.source, "task_id": row.task_id, "task_type": row.task_type,
+        "status": row.status, "complexity": row.complexity, "mode": row.mode,
+        "analyst": "included" if row.analyst or row.has_analyst_agent else "excluded",
+        "description": row.description, "error": row.error, "cost_usd": usd(row.cost_nano),
+        "submitted_at": row.submitted_at, "started_at": row.started_at,
+        "ended_at": row.ended_at, "duration_seconds": _duration(started, row.ended_at),
+    }
+
+
+def run_item(row: Any) -> dict[str, Any]:
+    return {
+        "source": row.source, "run_id": row.run_id, "workflow": row.workflow,
+        "status": row.status, "started_at": row.started_at, "ended_at": row.ended_at,
+        "duration_seconds": _duration(row.started_at, row.ended_at),
+        "planned_steps": orjson.loads(row.steps),
+    }
+
+
+def step_item(row: Any) -> dict[str, Any]:
+    return {
+        "step_id": row.step_id, "step": row.step, "agent": row.agent, "agent_id": row.agent_id,
+        "status": row.status, "started_at": row.started_at, "ended_at": row.ended_at,
+        "duration_seconds": _duration(row.started_at, row.ended_at), "retries": row.retries,
+    }
