@@ -16,6 +16,7 @@ from exporter import __version__
 from exporter.api.budgets import budgets_router
 from exporter.api.control import control_router
 from exporter.api.deps import guard
+from exporter.api.docs import install_docs
 from exporter.api.errors import ApiError, JSONResponse, install_error_handlers, request_id
 from exporter.api.guards import RateLimiter, SecurityHeaders
 from exporter.api.ingest import BodyParser, read_body
@@ -58,8 +59,9 @@ def create_app(exporter: Exporter, *, tokens: TokenRegistry) -> FastAPI:
                 await fan_out
             await parser.close()
 
-    app = FastAPI(title="orchestrator-exporter", version=__version__,
-                  default_response_class=JSONResponse, lifespan=lifespan)
+    app = FastAPI(title="orchestrator-exporter", version=__version__, docs_url=None,
+                  redoc_url=None, default_response_class=JSONResponse, lifespan=lifespan)
+    install_docs(app)
     install_error_handlers(app)
     limiter = RateLimiter(settings.api_rate_per_second, settings.api_burst)
     app.include_router(control_router(exporter, tokens, limiter))
