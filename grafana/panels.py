@@ -342,6 +342,41 @@ class Conditional(cogbuilder.Builder[dashboard.Panel]):
         return model
 
 
+class _DataLink(dashboard.DashboardLink):
+    """A data link. The SDK types a field's links as dashboard links; of their keys a data link
+    has only the title and the url, so the others (tags, asDropdown, ...) are left out."""
+
+    def to_json(self) -> dict[str, object]:
+        return {"title": self.title, "url": self.url}
+
+
+class Linked(cogbuilder.Builder[dashboard.Panel]):
+    """A panel whose values link to `url`: every field's, or only the field (a table column,
+    by its display name) `field`'s. `title` and `url` may hold Grafana's data-link variables,
+    such as ${__field.labels.agent_id} (a series' label) or ${__value.raw} (a cell)."""
+
+    def __init__(
+        self, panel: cogbuilder.Builder[dashboard.Panel], title: str, url: str, *, field: str = ""
+    ) -> None:
+        self._panel = panel
+        self._link = _DataLink(title=title, url=url)
+        self._field = field
+
+    def build(self) -> dashboard.Panel:
+        model = self._panel.build()
+        config = model.field_config = model.field_config or dashboard.FieldConfigSource()
+        if self._field:
+            override = dashboard.DashboardFieldConfigSourceOverrides(
+                matcher=dashboard.MatcherConfig(id_val="byName", options=self._field),
+                properties=[dashboard.DynamicConfigValue(id_val="links", value=[self._link])],
+            )
+            config.overrides = [*(config.overrides or []), override]
+        else:
+            defaults = config.defaults = config.defaults or dashboard.FieldConfig()
+            defaults.links = [*(defaults.links or []), self._link]
+        return model
+
+
 def links_to(title: str, uid: str) -> list[cogbuilder.Builder[dashboard.DashboardLink]]:
     """Panel links to another dashboard that keep the time range and the variables."""
     return [

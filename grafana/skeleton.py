@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from typing import Final
 
 from grafana_foundation_sdk.builders import dashboard as dashboard_builders
+from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import dashboard
 
-from grafana.panels import PROMETHEUS
+from grafana.panels import PROMETHEUS, Linked
 
 FOLDER: Final = "Orchestrator"
 TAG: Final = "orchestrator"
@@ -19,6 +20,12 @@ AGENTS_UID: Final = "orchestrator-agents"
 WORKFLOWS_UID: Final = "orchestrator-workflows"
 COSTS_UID: Final = "orchestrator-costs"
 EXPORTER_UID: Final = "orchestrator-exporter"
+EXPLORE_UID: Final = "orchestrator-explore"
+
+# Explore shows one agent, task or run by these variables; any other dimension a panel shows
+# (task_type, workflow) becomes Explore's `filter` of its lists, as `name=value`.
+EXPLORE_IDS: Final = {"agent_id": "agent", "task_id": "task", "run_id": "run"}
+EXPLORE_FILTERS: Final = {"task_type": "task type", "workflow": "workflow"}
 
 # name -> (label, metric whose label values are offered, variables it narrows by). Each query
 # narrows by the variables before it on the same dashboard, so the choices offered are the ones
@@ -62,10 +69,39 @@ def _query_variable(name: str, before: Sequence[str]) -> dashboard_builders.Quer
     )
 
 
+def explore_url(variable: str, value: str, *, keep: Sequence[str] = ()) -> str:
+    """The Explore dashboard with `variable` set to `value`, keeping the time range and the
+    variables `keep` (Explore's own, for the links within it)."""
+    kept = "".join(f"&${{{name}:queryparam}}" for name in keep)
+    return f"/d/{EXPLORE_UID}?${{__url_time_range}}&var-{variable}={value}{kept}"
+
+
+def link_to_explore(
+    label: str, panel: cogbuilder.Builder[dashboard.Panel], *, column: str = ""
+) -> Linked:
+    """`panel` with a data link to Explore for the agent, task, run, task type or workflow its
+    series carry as the label `label`, or its table shows in the column `column`."""
+    value = "${__value.raw}" if column else f"${{__field.labels.{label}}}"
+    if label in EXPLORE_IDS:
+        title, url = f"Explore {EXPLORE_IDS[label]} {value}", explore_url(label, value)
+    else:
+        # `=` escaped: it is part of the filter's value in Explore's URL.
+        title = f"Explore {EXPLORE_FILTERS[label]} {value}"
+        url = explore_url("filter", f"{label}%3D{value}")
+    return Linked(panel, title, url, field=column)
+
+
 def new_dashboard(
-    *, uid: str, title: str, description: str, tags: Sequence[str], variables: Sequence[str]
+    *,
+    uid: str,
+    title: str,
+    description: str,
+    tags: Sequence[str],
+    variables: Sequence[str],
+    prometheus: bool = True,
 ) -> dashboard_builders.Dashboard:
-    """A dashboard with the shared settings, the datasource variable, `variables` and links."""
+    """A dashboard with the shared settings, links, `variables` and, if it reads `prometheus`,
+    the datasource variable."""
     builder = (
         dashboard_builders.Dashboard(title)
         .uid(uid)
@@ -82,7 +118,6 @@ def new_dashboard(
                 ["10s", "30s", "1m", "5m", "15m", "1h"]
             )
         )
-        .with_variable(_datasource_variable())
         .link(
             dashboard_builders.DashboardLink("Orchestrator")
             .type(dashboard.DashboardLinkType.DASHBOARDS)
@@ -93,6 +128,8 @@ def new_dashboard(
             .tooltip("The other orchestrator dashboards")
         )
     )
+    if prometheus:
+        builder = builder.with_variable(_datasource_variable())
     for index, name in enumerate(variables):
         builder = builder.with_variable(_query_variable(name, variables[:index]))
     return builder

@@ -79,7 +79,7 @@ def _summary_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Da
             )
         )
         .with_panel(
-            table_panel(
+            skeleton.link_to_explore("agent_id", table_panel(
                 "Every live agent", COUNT,
                 table_query(INFO),
                 table_query(f"orchestrator_agent_cost_usd{{{AGENT}}} {JOIN}"),
@@ -102,7 +102,7 @@ def _summary_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Da
                 ),
                 hidden=("Time", "__name__", "job", "instance", "Value #A"),
                 sort_by="Cost",
-            )
+            ), column="Agent")
         )
     )
 
@@ -111,32 +111,32 @@ def _context_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Da
     return (
         builder.with_row(dashboard_builders.Row("Context window and stuck agents"))
         .with_panel(
-            timeseries_panel(
+            skeleton.link_to_explore("agent_id", timeseries_panel(
                 "Context-window fill, top 10 agents", RATIO,
                 query(f"topk(10, {CONTEXT} {ONLY})", "{{agent_id}} ({{role}})"),
                 description="Share of the context window in use, for the ten fullest agents.",
-            )
+            ))
         )
         .with_panel(
-            bar_gauge_panel(
+            skeleton.link_to_explore("agent_id", bar_gauge_panel(
                 "Context-window fill now", RATIO,
                 query(f"topk(10, {CONTEXT} {ONLY})", "{{agent_id}} ({{role}})", instant=True),
                 description="The ten fullest context windows; orange above 80 %.",
                 size=(12, 8),
-            )
+            ))
         )
         .with_panel(
-            timeseries_panel(
+            skeleton.link_to_explore("agent_id", timeseries_panel(
                 "Time since last event, running agents", SECONDS,
                 query(f"topk(10, {IDLE} {RUNNING})", "{{agent_id}} ({{role}})"),
                 description=(
                     "Seconds since the last event of the ten quietest running agents; an agent "
                     "above 10 minutes counts as stuck."
                 ),
-            )
+            ))
         )
         .with_panel(
-            Conditional(
+            skeleton.link_to_explore("agent_id", Conditional(
                 table_panel(
                     "Running agents silent for 10 minutes", SECONDS,
                     table_query(f"{IDLE} {JOIN} > {STUCK_SECONDS} {RUNNING}"),
@@ -146,7 +146,7 @@ def _context_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Da
                     sort_by="Silent for",
                 ),
                 "Empty while no agent is stuck.",
-            )
+            ), column="Agent")
         )
     )
 

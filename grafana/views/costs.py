@@ -58,13 +58,15 @@ def _spend_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Dash
                        description=f"Spend since {since}.", size=(6, 4))
         )
     for by in ("role", "model", "task_type"):
+        panel = timeseries_panel(
+            f"Spend rate by {by.replace('_', ' ')}", USD_PER_HOUR,
+            query(f"3600 * sum by ({by}) ({COST_RATE})", f"{{{{{by}}}}}"),
+            description=f"US dollars per hour by {by.replace('_', ' ')} (5-minute rate).",
+            size=(8, 8), stacked=True,
+        )
+        # A task type opens Explore filtered by it; roles and models are not among its filters.
         builder = builder.with_panel(
-            timeseries_panel(
-                f"Spend rate by {by.replace('_', ' ')}", USD_PER_HOUR,
-                query(f"3600 * sum by ({by}) ({COST_RATE})", f"{{{{{by}}}}}"),
-                description=f"US dollars per hour by {by.replace('_', ' ')} (5-minute rate).",
-                size=(8, 8), stacked=True,
-            )
+            skeleton.link_to_explore(by, panel) if by in skeleton.EXPLORE_FILTERS else panel
         )
     return (
         builder.with_panel(
@@ -79,7 +81,7 @@ def _spend_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Dash
             )
         )
         .with_panel(
-            timeseries_panel(
+            skeleton.link_to_explore("workflow", timeseries_panel(
                 "Spend rate by workflow", USD_PER_HOUR,
                 query(
                     "3600 * sum by (workflow) (rate("
@@ -88,7 +90,7 @@ def _spend_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Dash
                 ),
                 description="US dollars per hour by workflow (none: work outside a workflow run).",
                 stacked=True,
-            )
+            ))
         )
     )
 
@@ -96,20 +98,21 @@ def _spend_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Dash
 def _top_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Dashboard:
     builder = builder.with_row(dashboard_builders.Row("Top 10 over the range"))
     for by, name in (("role", "roles"), ("model", "models"), ("task_type", "task types")):
+        panel = bar_gauge_panel(
+            f"Costliest {name}", USD,
+            query(
+                f"topk(10, sum by ({by}) (increase("
+                f"orchestrator_cost_usd_total{{{SCOPE}}}[$__range])))",
+                f"{{{{{by}}}}}", instant=True,
+            ),
+            description=f"Spend over the dashboard's time range, the ten costliest {name}.",
+            size=(6, 8),
+        )
         builder = builder.with_panel(
-            bar_gauge_panel(
-                f"Costliest {name}", USD,
-                query(
-                    f"topk(10, sum by ({by}) (increase("
-                    f"orchestrator_cost_usd_total{{{SCOPE}}}[$__range])))",
-                    f"{{{{{by}}}}}", instant=True,
-                ),
-                description=f"Spend over the dashboard's time range, the ten costliest {name}.",
-                size=(6, 8),
-            )
+            skeleton.link_to_explore(by, panel) if by in skeleton.EXPLORE_FILTERS else panel
         )
     return builder.with_panel(
-        bar_gauge_panel(
+        skeleton.link_to_explore("agent_id", bar_gauge_panel(
             "Costliest live agents", USD,
             query(
                 'topk(10, orchestrator_agent_cost_usd{role=~"$role"} * on (source, agent_id) '
@@ -118,7 +121,7 @@ def _top_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Dashbo
             ),
             description="Cost so far of the ten costliest agents still alive.",
             size=(6, 8),
-        )
+        ))
     )
 
 
@@ -142,7 +145,7 @@ def _efficiency_row(builder: dashboard_builders.Dashboard) -> dashboard_builders
             )
         )
         .with_panel(
-            timeseries_panel(
+            skeleton.link_to_explore("task_type", timeseries_panel(
                 "Cost per completed task by task type", USD,
                 query(
                     "task_type_analyst:orchestrator_task_cost_usd_completed:mean1h"
@@ -151,7 +154,7 @@ def _efficiency_row(builder: dashboard_builders.Dashboard) -> dashboard_builders
                 ),
                 description="Mean cost of a completed task over the last hour (recording rule).",
                 size=(16, 8),
-            )
+            ))
         )
         .with_panel(
             timeseries_panel(

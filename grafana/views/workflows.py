@@ -98,15 +98,15 @@ def _throughput_row(builder: dashboard_builders.Dashboard) -> dashboard_builders
             )
         )
         .with_panel(
-            timeseries_panel(
+            skeleton.link_to_explore("workflow", timeseries_panel(
                 "Run success ratio by workflow", RATIO,
                 query(f"workflow:orchestrator_workflow_runs_success:ratio_rate1h{{{RUNS}}}",
                       "{{workflow}}"),
                 description="Completed / (completed + failed) runs over the last hour.",
-            )
+            ))
         )
         .with_panel(
-            timeseries_panel(
+            skeleton.link_to_explore("task_type", timeseries_panel(
                 "Task success and failure ratio by task type", RATIO,
                 query(f"task_type:orchestrator_tasks_success:ratio_rate1h{{{TASKS}}}",
                       "{{task_type}} success (1 h)"),
@@ -116,7 +116,7 @@ def _throughput_row(builder: dashboard_builders.Dashboard) -> dashboard_builders
                     "Success over the last hour and failure over the last 30 minutes (the "
                     "window of the failure alert)."
                 ),
-            )
+            ))
         )
         .with_panel(
             timeseries_panel(
@@ -152,7 +152,7 @@ def _throughput_row(builder: dashboard_builders.Dashboard) -> dashboard_builders
             )
         )
         .with_panel(
-            timeseries_panel(
+            skeleton.link_to_explore("workflow", timeseries_panel(
                 "Workflow run duration P95 by workflow", SECONDS,
                 query(
                     "histogram_quantile(0.95, sum by (workflow, le) (rate("
@@ -161,7 +161,7 @@ def _throughput_row(builder: dashboard_builders.Dashboard) -> dashboard_builders
                     "{{workflow}}",
                 ),
                 description="95th percentile of the duration of ended runs, by workflow.",
-            )
+            ))
         )
     )
 
@@ -182,14 +182,14 @@ def _steps_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Dash
     return (
         builder.with_row(dashboard_builders.Row("Steps"))
         .with_panel(
-            timeseries_panel(
+            skeleton.link_to_explore("workflow", timeseries_panel(
                 "Step duration P50, P95 and P99 by workflow and step", SECONDS, *quantiles,
                 description="Quantiles of step duration over 5 minutes (recording rules).",
                 size=(24, 9),
-            )
+            ))
         )
         .with_panel(
-            table_panel(
+            skeleton.link_to_explore("workflow", table_panel(
                 "Slowest steps", SECONDS, *over_range,
                 description="Step duration quantiles over the dashboard's range, slowest first.",
                 size=(12, 8),
@@ -201,10 +201,10 @@ def _steps_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Dash
                     ("Value #C", "P99", SECONDS),
                 ),
                 sort_by="P95",
-            )
+            ), column="Workflow")
         )
         .with_panel(
-            timeseries_panel(
+            skeleton.link_to_explore("workflow", timeseries_panel(
                 "Step retries", PER_MINUTE,
                 query(
                     "60 * sum by (workflow, step) (rate("
@@ -212,7 +212,7 @@ def _steps_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Dash
                     "{{workflow}} / {{step}}",
                 ),
                 description="Step retries per minute, by workflow and step.",
-            )
+            ))
         )
         .with_panel(
             timeseries_panel(
@@ -227,7 +227,7 @@ def _steps_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Dash
             )
         )
         .with_panel(
-            bar_gauge_panel(
+            skeleton.link_to_explore("workflow", bar_gauge_panel(
                 "Steps failed over the range", COUNT,
                 query(
                     "sort_desc(sum by (workflow, step) (increase("
@@ -236,7 +236,7 @@ def _steps_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Dash
                 ),
                 description="Failed steps over the dashboard's range, by workflow and step.",
                 size=(12, 8),
-            )
+            ))
         )
     )
 
@@ -255,7 +255,7 @@ def _tasks_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Dash
             )
         )
         .with_panel(
-            timeseries_panel(
+            skeleton.link_to_explore("task_type", timeseries_panel(
                 "Task duration P50 and P95 by task type", SECONDS,
                 *[
                     query(
@@ -267,7 +267,7 @@ def _tasks_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Dash
                     for quantile, name in (("0.50", "p50"), ("0.95", "p95"))
                 ],
                 description="Quantiles of the duration of ended tasks, by task type.",
-            )
+            ))
         )
         .with_panel(
             timeseries_panel(
