@@ -1,4 +1,4 @@
-"""`orchestrator-exporter serve | migrate | demo`."""
+"""`orchestrator-exporter serve | migrate | demo | token | ctl | tail | top | import-logs`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any, Final
 import yaml
 from pydantic import ValidationError
 
-from exporter import __version__, ctl
+from exporter import __version__, ctl, terminal
 from exporter.config import ConfigError, FileConfig, load_config, parse_config
 from exporter.ledger import make_engine, migrate
 from exporter.settings import Settings
@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--role", required=True, choices=("viewer", "operator", "ingest",
                                                           "admin"))
     ctl.add_parser(commands)
+    terminal.add_parsers(commands)
     logs = commands.add_parser("import-logs", help="send the Python orchestrator's AgentLogger "
                                "folders (tools.jsonl, summary.jsonl) as events; again adds nothing")
     logs.add_argument("directory", help="agent_logs, a task's folder or one agent's folder")
@@ -103,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _import_logs(arguments)
         if arguments.command == "ctl":
             return ctl.run(arguments)
+        if arguments.command in ("tail", "top"):
+            return terminal.run(arguments)
         if arguments.command == "token":
             return _new_token(arguments.name, arguments.role)
         if arguments.command == "migrate":

@@ -1,7 +1,9 @@
 """`orchestrator-exporter ctl`: commands and the audit trail from a shell, like amtool.
 
 Each subcommand is one API call; the answer is printed as JSON (one object per line for lists),
-and an error answer as `error: CODE: message`, with exit code 1.
+and an error answer as `error: CODE: message`, with exit code 1. Which exporter and which token
+(`add_connection_flags`, `api_client`) is shared with the other commands that call the API
+(`tail`, `top` in exporter/terminal.py).
 """
 
 from __future__ import annotations
@@ -9,21 +11,59 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote
 
 import httpx
 import orjson
 
 SCOPE_FLAGS = ("role", "model", "task_type", "workflow", "source")
+DEFAULT_URL: Final = "http://127.0.0.1:8088"
+
+
+def add_connection_flags(parser: argparse.ArgumentParser) -> None:
+    """`--url` and `--token`: which exporter to call, and as whom."""
+    parser.add_argument("--url", default=None,
+                        help=f"the exporter (EXPORTER_URL, default {DEFAULT_URL})")
+    parser.add_argument("--token", default=None, help="bearer token (EXPORTER_TOKEN, else "
+                        "EXPORTER_ADMIN_TOKEN)")
+
+
+def exporter_url(arguments: argparse.Namespace) -> str:
+    """The `--url` given, else EXPORTER_URL, else the default."""
+    url: str = arguments.url or os.environ.get("EXPORTER_URL") or DEFAULT_URL
+    return url.rstrip("/")
+
+
+def api_client(arguments: argparse.Namespace,
+               timeout: float | httpx.Timeout = 30.0) -> httpx.Client:
+    """A client of the exporter that `add_connection_flags` named, with its bearer token."""
+    token = arguments.token or os.environ.get("EXPORTER_TOKEN") \
+        or os.environ.get("EXPORTER_ADMIN_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=exporter_url(arguments), headers=headers, timeout=timeout,
+                        trust_env=False)
+
+
+def error_text(response: httpx.Response) -> str:
+    """An error answer as `CODE: message` (the API's error shape), else status and body."""
+    body = _json_or_none(response)
+    if isinstance(body, dict):
+        return f"{body.get('code', response.status_code)}: {body.get('message', response.text)}"
+    return f"{response.status_code}: {response.text}"
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def add_parser(commands: Any) -> None:
     """The `ctl` subcommand and its own subcommands."""
     ctl = commands.add_parser("ctl", help="issue and inspect commands, read the audit trail")
-    ctl.add_argument("--url", default="http://127.0.0.1:8088")
-    ctl.add_argument("--token", default=None, help="bearer token (EXPORTER_TOKEN, else "
-                     "EXPORTER_ADMIN_TOKEN)")
+    add_connection_flags(ctl)
     verbs = ctl.add_subparsers(dest="verb", required=True)
     listing = verbs.add_parser("commands", help="list commands, oldest first")
     listing.add_argument("--status")
@@ -56,15 +96,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def run(arguments: argparse.Namespace) -> int:
-    token = arguments.token or os.environ.get("EXPORTER_TOKEN") \
-        or os.environ.get("EXPORTER_ADMIN_TOKEN")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    with httpx.Client(base_url=arguments.url.rstrip("/"), headers=headers, timeout=30,
-                      trust_env=False) as client:
+    with api_client(arguments) as client:
         try:
             response = _call(client, arguments)
         except httpx.HTTPError as error:
-            print(f"error: cannot reach {arguments.url}: {error}", file=sys.stderr)
+            print(f"error: cannot reach {exporter_url(arguments)}: {error}", file=sys.stderr)
             return 1
     return _show(response)
 
@@ -95,17 +131,10 @@ def _call(client: httpx.Client, arguments: argparse.Namespace) -> httpx.Response
 
 
 def _show(response: httpx.Response) -> int:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
     if not response.is_success:
-        code = body.get("code", response.status_code) if isinstance(body, dict) else \
-            response.status_code
-        message = body.get("message", response.text) if isinstance(body, dict) else \
-            response.text
-        print(f"error: {code}: {message}", file=sys.stderr)
+        print(f"error: {error_text(response)}", file=sys.stderr)
         return 1
+    body = _json_or_none(response)
     items = body.get("items") if isinstance(body, dict) and "items" in body else None
     for item in items if items is not None else [body]:
         sys.stdout.write(orjson.dumps(item).decode() + "\n")
