@@ -25,6 +25,8 @@ from exporter.settings import Settings
 # Objects allocated between young collections (CPython's default: 700). A batch of 500 events
 # allocates tens of thousands, nearly all freed by reference counting before any collection.
 GC_YOUNG_THRESHOLD: Final = 50_000
+# After SIGTERM, requests still open after this long are cancelled (their clients retry).
+GRACEFUL_SECONDS: Final = 20
 
 log = logging.getLogger("exporter")
 
@@ -176,7 +178,6 @@ def _demo_config(settings: Settings) -> FileConfig:
 
 def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
     import prometheus_client
-    import uvicorn
 
     # The serving process decides: no `_created` companion series, which 0.0.4 text turns into
     # stray gauge families that nobody queries.
@@ -202,8 +203,7 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
     stop_demo = threading.Event()
     demo = _start_demo(exporter, arguments, stop_demo) if arguments.demo else None
     app = create_app(exporter, tokens=tokens)
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
-                                           log_level=settings.log_level, access_log=False))
+    server = _server(app, settings)
     log.info("serving on http://%s:%d (metrics at /metrics)", settings.host, settings.port)
     # uvicorn shuts down gracefully on SIGTERM or SIGINT, then raises the signal again against
     # the handlers it found; with the defaults that killed the process before the final
@@ -221,6 +221,21 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
             demo.join(timeout=10)
         exporter.close()
     return 0
+
+
+def _server(app: Any, settings: Settings) -> Any:
+    """uvicorn's server, ending the live streams when a shutdown starts: uvicorn waits for open
+    responses to finish, and a stream never would (its clients resume from their last seq)."""
+    import uvicorn
+
+    class StreamClosingServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            app.state.hub.close()
+            super().handle_exit(sig, frame)
+
+    return StreamClosingServer(uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level,
+        access_log=False, timeout_graceful_shutdown=GRACEFUL_SECONDS))
 
 
 def _settle_heap() -> None:

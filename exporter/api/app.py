@@ -66,6 +66,7 @@ def create_app(exporter: Exporter, *, tokens: TokenRegistry) -> FastAPI:
     limiter = RateLimiter(settings.api_rate_per_second, settings.api_burst)
     app.include_router(control_router(exporter, tokens, limiter))
     app.include_router(budgets_router(exporter, tokens, limiter))
+    app.state.hub = hub  # the server ends open streams with it when it shuts down (cli)
     app.include_router(read_router(exporter, tokens, limiter, lambda: len(hub.subscribers)))
     app.include_router(stream_router(exporter, tokens, limiter, hub))
     app.add_middleware(SecurityHeaders)

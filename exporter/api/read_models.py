@@ -202,6 +202,6 @@ class Status(BaseModel):
     tasks_in_flight: TasksInFlight
     active_runs: int
     spend_usd: Spend
-    events_stored: int
+    events_accepted: int = Field(description="orchestrator_exporter_events_accepted_total")
     budgets: list[Budget]
     stream_subscribers: int

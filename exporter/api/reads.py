@@ -78,6 +78,13 @@ def _instant(name: str, text: str | None) -> float | None:
         raise _invalid(error) from None
 
 
+def _span(since: str | None, until: str | None) -> tuple[float | None, float | None]:
+    start, end = _instant("from", since), _instant("to", until)
+    if start is not None and end is not None and end < start:
+        raise _invalid(ReadError("to", "must not be before from"))
+    return start, end
+
+
 def _sort(text: str, allowed: tuple[str, ...]) -> Sort:
     try:
         return Sort.parse(text, allowed)
@@ -156,6 +163,8 @@ def read_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimiter,
                 response_model=models.Status)
     async def status() -> Response:
         summary = await run_in_threadpool(costs.summary, time.time())
+        with exporter.lock:
+            summary["events_accepted"] = sum(exporter.state.families.accepted.values.values())
         summary["budgets"] = await run_in_threadpool(budgets)
         summary["stream_subscribers"] = subscribers()
         return JSONResponse(summary)
@@ -224,7 +233,7 @@ def read_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimiter,
                     cursor: Cursor = None, limit: Limit = None,
                     format: FormatQuery = None) -> Response:
         where = TaskFilter(source, status, task_type, analyst, complexity,
-                           _instant("from", since), _instant("to", until), q)
+                           *_span(since, until), q)
         order = _sort(sort, TASK_SORTS)
 
         def read(after: str | None, size: int, reads: FleetReads = fleet) -> Page:
@@ -246,8 +255,7 @@ def read_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimiter,
                        f"{', '.join(RUN_SORTS)}; - for descending"))] = "-started",
                    cursor: Cursor = None, limit: Limit = None,
                    format: FormatQuery = None) -> Response:
-        where = RunFilter(source, status, workflow, _instant("from", since),
-                          _instant("to", until))
+        where = RunFilter(source, status, workflow, *_span(since, until))
         order = _sort(sort, RUN_SORTS)
 
         def read(after: str | None, size: int, reads: FleetReads = fleet) -> Page:
@@ -294,8 +302,7 @@ def read_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimiter,
                      since: From = None, until: To = None,
                      types: Annotated[str | None, Query(max_length=1024)] = None,
                      source: Name = None) -> StreamingResponse:
-        where = EventRange(after, before, _instant("from", since), _instant("to", until),
-                           _types(types), source)
+        where = EventRange(after, before, *_span(since, until), _types(types), source)
         engine = exporter.ledger.engine
 
         def lines() -> Iterator[bytes]:

@@ -110,6 +110,9 @@ def stream_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimite
                         after: After = None) -> None:
         scheme, _, secret = socket.headers.get("authorization", "").partition(" ")
         token = tokens.authenticate(secret) if scheme.lower() == "bearer" and secret else None
+        # Accepted first, so that a refusal reaches the client as a close code and reason
+        # (closing before accepting answers a bare HTTP 403).
+        await socket.accept()
         if token is None or not token.may("read"):
             exporter.telemetry.rejected.labels("unauthorized").inc()
             await socket.close(POLICY_VIOLATION, "a bearer token with the viewer role is needed")
@@ -123,7 +126,6 @@ def stream_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimite
         except TooManySubscribersError as error:
             await socket.close(TRY_AGAIN_LATER, str(error)[:120])
             return
-        await socket.accept()
         try:
             async for batch in hub.events(subscriber, settings.stream_heartbeat_seconds):
                 if batch is None:

@@ -173,7 +173,6 @@ class CostReads:
                 .where(tasks.status.not_in(TASK_END_STATUSES)).group_by(tasks.status)).all()
             active_runs = connection.execute(
                 select(func.count()).where(runs.status == "running")).scalar() or 0
-            stored = connection.execute(select(func.max(schema.events.c.seq))).scalar() or 0
             spend = {}
             for period in PERIODS:
                 start, _end = period_bounds(period, now)
@@ -193,5 +192,5 @@ class CostReads:
             "agents": {"live": live, "by_status": agent_status, "live_by_role": agent_role},
             "tasks_in_flight": {"total": sum(count for _, count in in_flight),
                                 "by_status": dict(in_flight)},
-            "active_runs": int(active_runs), "spend_usd": spend, "events_stored": int(stored),
+            "active_runs": int(active_runs), "spend_usd": spend,
         }

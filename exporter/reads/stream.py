@@ -106,6 +106,7 @@ class EventHub:
         self.subscribers: set[Subscriber] = set()
         self.position = 0  # the last event the hub has handed out
         self.cut_offs = 0
+        self.closing = False
         self._wanted = 0  # the last event the applier has applied
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -142,7 +143,15 @@ class EventHub:
                 for subscriber in list(self.subscribers):
                     subscriber.offer(events)
 
+    def close(self) -> None:
+        """End every subscriber's stream (the server is shutting down; clients resume)."""
+        self.closing = True
+        for subscriber in self.subscribers:
+            subscriber.wake.set()
+
     def subscribe(self, where: StreamFilter, after: int | None) -> Subscriber:
+        if self.closing:
+            raise TooManySubscribersError("the exporter is shutting down")
         if len(self.subscribers) >= self.max_subscribers:
             raise TooManySubscribersError(
                 f"{self.max_subscribers} subscribers are connected "
@@ -162,7 +171,7 @@ class EventHub:
                      heartbeat: float) -> AsyncIterator[list[StreamEvent] | None]:
         """Batches of the subscriber's events in order; None when `heartbeat` seconds pass
         with nothing to send. Ends when it is cut off (its `position` says where to resume)."""
-        while subscriber.position < subscriber.live_from:  # catch up out of the ledger
+        while subscriber.position < subscriber.live_from and not self.closing:  # catch up
             rows = await asyncio.to_thread(self.fetch, subscriber.position,
                                            min(FETCH_CHUNK, subscriber.live_from
                                                - subscriber.position))
@@ -181,7 +190,7 @@ class EventHub:
                 if batch:
                     yield batch
                 continue
-            if subscriber.cut_off:
+            if subscriber.cut_off or self.closing:
                 return
             subscriber.wake.clear()
             try:
