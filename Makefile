@@ -14,14 +14,14 @@ $(STAMP): pyproject.toml
 
 deps: $(STAMP)
 
-# Debian packages for the integration tests (Node for the @orchestr8 forwarder's); installed only
-# when we are root and they are missing.
+# Debian packages for the integration tests (Node for the @orchestr8 forwarder's, Chromium for
+# the pages rendered headless); installed only when we are root and they are missing.
 system-deps:
 	@if [ "$$(id -u)" = "0" ] && ! (command -v prometheus && command -v prometheus-alertmanager \
-	    && command -v promtool && command -v amtool && command -v node \
+	    && command -v promtool && command -v amtool && command -v node && command -v chromium \
 	    && ls /usr/lib/postgresql/*/bin/initdb) >/dev/null 2>&1; then \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-	    prometheus prometheus-alertmanager postgresql nodejs; \
+	    prometheus prometheus-alertmanager postgresql nodejs chromium; \
 	fi
 
 run: $(STAMP)

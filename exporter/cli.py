@@ -62,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--name", required=True, help="shown in the audit trail")
     token.add_argument("--role", required=True, choices=("viewer", "operator", "ingest",
                                                           "admin"))
+    prices = commands.add_parser("prices", help="the models the ledger has seen, their prices, "
+                                 "and the unpriced ones")
+    _database_flag(prices)
+    prices.add_argument("--config", dest="config_file",
+                        help="YAML file with pricing overrides (EXPORTER_CONFIG_FILE)")
+    prices.add_argument("--all", action="store_true", help="also every model of the table")
+    prices.add_argument("--json", action="store_true", help="one JSON object per model")
     ctl.add_parser(commands)
     terminal.add_parsers(commands)
     logs = commands.add_parser("import-logs", help="send the Python orchestrator's AgentLogger "
@@ -108,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return ctl.run(arguments)
         if arguments.command in ("tail", "top"):
             return terminal.run(arguments)
+        if arguments.command == "prices":
+            return _prices(_settings(arguments, ("database_url", "config_file")), arguments)
         if arguments.command == "token":
             return _new_token(arguments.name, arguments.role)
         if arguments.command == "migrate":
@@ -133,6 +142,27 @@ def _demo(arguments: argparse.Namespace) -> int:
     token = arguments.token or os.environ.get("EXPORTER_ADMIN_TOKEN")
     return main_demo(arguments.url, token, seed=arguments.seed, rate=arguments.rate,
                      scenario=arguments.scenario, duration=arguments.duration)
+
+
+def _prices(settings: Settings, arguments: argparse.Namespace) -> int:
+    import orjson
+
+    from exporter.prices import as_dict, model_lines, render
+    from exporter.pricing import load_price_table
+
+    engine = make_engine(settings.database_url)
+    try:
+        migrate(engine)
+        lines = model_lines(load_price_table(load_config(settings.config_file).pricing), engine,
+                            everything=arguments.all)
+    finally:
+        engine.dispose()
+    if arguments.json:
+        for line in lines:
+            print(orjson.dumps(as_dict(line)).decode())
+    else:
+        print(render(lines))
+    return 1 if any(line.price is None and line.seen for line in lines) else 0
 
 
 def _new_token(name: str, role: str) -> int:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
-from support import ExporterFactory, find_binary
+from support import ExporterFactory, require_binary
 
 from exporter.api import create_app
 from exporter.service import build_exporter
@@ -97,10 +97,7 @@ def test_the_openapi_document_is_served_without_the_docs_pages(app):
                                                        ("redoc", "api-content")])
 def test_a_browser_renders_every_operation_from_the_exporter_alone(
         exporter_factory: ExporterFactory, tmp_path, page, rendered_marker):
-    # Chromium is not among the test dependencies: the asset tests above are the required proof.
-    chromium = find_binary("chromium")
-    if chromium is None:
-        pytest.skip("chromium is not installed (Debian package chromium)")
+    chromium = require_binary("chromium", "chromium")  # `make system-deps` installs it
     exporter = exporter_factory()
     spec = httpx.get(f"{exporter.url}/openapi.json", timeout=10).json()
     summaries = {operation["summary"] for item in spec["paths"].values()

@@ -74,3 +74,35 @@ def test_bad_settings_stop_the_program_with_one_clear_line(tmp_path: Path):
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2
     assert "budgets[0].limit_usd: must be a positive number" in result.stderr
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_0006_indexes_the_events_stored_before_it(tmp_path: Path, database: str,
+                                                  request: pytest.FixtureRequest):
+    """Events stored by an older exporter get their agent key, so an agent's history reads
+    back whole after the upgrade (canonical spellings and aliases alike)."""
+    from sqlalchemy import select, text
+
+    from exporter.events import agent_key
+    from exporter.ledger.schema import events
+
+    url = request.getfixturevalue("fresh_postgres_url") if database == "postgresql" \
+        else f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    try:
+        migrate(engine, "0005")
+        rows = [(1, "a", '{"type":"agent.created","agent_id":"a-1","role":"X"}'),
+                (2, "b", '{"type":"agent_usage","agentId":"a-2","inputTokens":5}'),
+                (3, "a", '{"type":"task.started","task_id":"t"}')]
+        with engine.begin() as connection:
+            for seq, source, payload in rows:
+                connection.execute(text(
+                    "INSERT INTO events (seq, source, type, ts, received, payload) "
+                    "VALUES (:seq, :source, 'x', 0, 0, :payload)"),
+                    {"seq": seq, "source": source, "payload": payload.encode()})
+        migrate(engine)
+        with engine.connect() as connection:
+            keys = dict(connection.execute(select(events.c.seq, events.c.agent_key)).all())
+        assert keys == {1: agent_key("a", "a-1"), 2: agent_key("b", "a-2"), 3: None}
+    finally:
+        engine.dispose()

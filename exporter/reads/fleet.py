@@ -133,11 +133,12 @@ class FleetReads:
         self.synced = synced
 
     def _rows(self, query: Select[Any]) -> Sequence[Any]:
-        self.synced()
+        """Rows of a query; the public reads call `synced` once first, not every query."""
         with self.engine.connect() as connection:
             return connection.execute(query).all()
 
     def agents(self, where: AgentFilter, sort: Sort, cursor: str | None, limit: int) -> Page:
+        self.synced()
         sort_key = _AGENT_SORT_KEYS[sort.name]
         query = _where(select(AGENTS, sort_key.label("sort_value")), *_agent_conditions(where))
         query = keyset_page(query, [sort_key, AGENTS.c.source, AGENTS.c.agent_id], sort,
@@ -146,6 +147,7 @@ class FleetReads:
                        lambda row: (row.sort_value, row.source, row.agent_id))
 
     def agent(self, agent_id: str, source: str | None) -> dict[str, Any] | None:
+        self.synced()
         row = self._one(AGENTS, AGENTS.c.agent_id == agent_id, source)
         if row is None:
             return None
@@ -181,6 +183,7 @@ class FleetReads:
         """The agent's stored events in ledger order: (seq, event time, the event as stored,
         canonical JSON), from its index, a hash of (source, agent id), each hit checked against
         the payload."""
+        self.synced()
         key = agent_key(source, agent_id)
         yielded = 0
         while limit is None or yielded < limit:
@@ -203,6 +206,7 @@ class FleetReads:
     # -- tasks ----------------------------------------------------------------------------
 
     def tasks(self, where: TaskFilter, sort: Sort, cursor: str | None, limit: int) -> Page:
+        self.synced()
         column = TASKS.c
         duration = func.coalesce(column.ended_at - func.coalesce(column.started_at,
                                                                   column.submitted_at), NULL_SORT)
@@ -216,6 +220,7 @@ class FleetReads:
                        lambda row: (row.sort_value, row.source, row.task_id))
 
     def task(self, task_id: str, source: str | None) -> dict[str, Any] | None:
+        self.synced()
         row = self._one(TASKS, TASKS.c.task_id == task_id, source)
         if row is None:
             return None
@@ -239,6 +244,7 @@ class FleetReads:
     # -- runs -----------------------------------------------------------------------------
 
     def runs(self, where: RunFilter, sort: Sort, cursor: str | None, limit: int) -> Page:
+        self.synced()
         column = RUNS.c
         sort_key = {"started": func.coalesce(column.started_at, NULL_SORT),
                     "ended": func.coalesce(column.ended_at, NULL_SORT),
@@ -255,6 +261,7 @@ class FleetReads:
                        lambda row: (row.sort_value, row.source, row.run_id))
 
     def run(self, run_id: str, source: str | None) -> dict[str, Any] | None:
+        self.synced()
         row = self._one(RUNS, RUNS.c.run_id == run_id, source)
         if row is None:
             return None
