@@ -65,7 +65,10 @@ def _backfill_agent_keys() -> None:
             return
         keys = []
         for seq, source, payload in rows:
-            agent_id = orjson.loads(payload).get('agent_id')
+            stored = orjson.loads(payload)
+            # Canonical events are stored as sent, so with either accepted spelling.
+            agent_id = stored.get('agent_id', stored.get('agentId')) \
+                if isinstance(stored, dict) else None
             if isinstance(agent_id, str):
                 keys.append({'s': seq, 'k': agent_key(source, agent_id)})
         if keys:
