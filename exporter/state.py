@@ -183,6 +183,14 @@ class Families:
         self.unpriced = c("orchestrator_unpriced_usage_events_total", "Usage events without "
                           "cost_usd whose model is not in the price table (costed at 0).",
                           ("source", "model"))
+        # The audit of a source's own cost: for usage events that carry cost_usd and tokens of a
+        # priced model, what the source reported and what the price table makes of the tokens.
+        self.cost_reported = c("orchestrator_cost_reported_usd_total", "Cost the source "
+                               "reported (cost_usd) on usage events whose model is priced.",
+                               ("source", "model"), scale=NANO_PER_USD)
+        self.cost_computed = c("orchestrator_cost_computed_usd_total", "Cost the price table "
+                               "gives the tokens of those same usage events.",
+                               ("source", "model"), scale=NANO_PER_USD)
         self.agents_created = c("orchestrator_agents_created_total", "Agents created.",
                                 ("source", "role", "model"))
         self.tasks_submitted = c("orchestrator_tasks_submitted_total", "Tasks submitted.", task)
@@ -430,6 +438,8 @@ class FleetState:
         if cost is None:  # priced; a repeated total (nothing new) is not "unpriced" again
             cost = self._priced(event, model, counts, totals) if any(counts) or not totals \
                 else 0
+        elif any(counts):
+            self._audit_cost(event.source, model, counts, cost, totals)
         labels, token_series = self._usage_series.get(
             (agent.source, agent.role, model, agent.task_type, agent.workflow))
         families = self.families
@@ -457,6 +467,16 @@ class FleetState:
             return 0
         # A running total's increase may span requests: no prompt-length tier for it.
         return price.cost_nano(*counts, one_request=not totals)
+
+    def _audit_cost(self, source: str, model: str, counts: tuple[int, ...], reported: int,
+                    totals: bool) -> None:
+        """The source's cost stays the counted one; beside it, what the table would say."""
+        price = self.prices.lookup(model)
+        if price is None:
+            return
+        labels = (self._label("source", source), self._label("model", model))
+        self.families.cost_reported.inc(labels, reported)
+        self.families.cost_computed.inc(labels, price.cost_nano(*counts, one_request=not totals))
 
     def _default_context_limit(self, agent: Agent) -> None:
         """An agent whose source names no context window gets its model's, from the table."""

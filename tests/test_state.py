@@ -235,3 +235,21 @@ def test_the_callback_counts_invalid_events_as_rejected_unless_strict(harness: H
     assert harness.value("orchestrator_exporter_events_rejected_total", reason="invalid") == 1
     with pytest.raises(ValueError, match="input_tokens"):
         harness.callback("agent_usage", {"agentId": "a", "inputTokens": -3})
+
+
+def test_a_source_s_own_cost_is_counted_and_audited_against_the_table(harness: Harness):
+    harness.send(created("s", "BUILDER", "claude-opus-4-6"),
+                 # the Python orchestrator's dashboard style: a cost that ignores cache tokens
+                 {"type": "agent.usage", "agent_id": "s", "input_tokens": 1_000,
+                  "output_tokens": 1_000, "cache_read_tokens": 1_000_000, "cost_usd": 0.03},
+                 created("u", "BUILDER", "acme-9"),
+                 {"type": "agent.usage", "agent_id": "u", "input_tokens": 5, "cost_usd": 0.5})
+    labels = {"source": "default", "model": "claude-opus-4-6"}
+    assert harness.value("orchestrator_cost_usd_total", role="BUILDER", task_type="none",
+                         workflow="none", **labels) == 0.03
+    assert harness.value("orchestrator_cost_reported_usd_total", **labels) == 0.03
+    # $5 / $25 / $0.50 per million: 0.005 + 0.025 + 0.5
+    assert harness.value("orchestrator_cost_computed_usd_total", **labels) == 0.53
+    # An unpriced model has nothing to audit against.
+    assert harness.value("orchestrator_cost_reported_usd_total", source="default",
+                         model="acme-9") is None
