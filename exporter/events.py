@@ -123,6 +123,12 @@ EVENT_TYPES: Final[dict[str, tuple[Field, ...]]] = {
         _f("output_tokens", "count", aliases=("outputTokens",)),
         _f("cache_read_tokens", "count", aliases=("cacheReadTokens",)),
         _f("cache_creation_tokens", "count", aliases=("cacheCreationTokens",)),
+        _f("cache_creation_5m_tokens", "count",
+           aliases=("cacheCreation5mTokens", "ephemeral_5m_input_tokens"),
+           description="of the cache writes, those with the 5-minute TTL"),
+        _f("cache_creation_1h_tokens", "count",
+           aliases=("cacheCreation1hTokens", "ephemeral_1h_input_tokens"),
+           description="of the cache writes, those with the 1-hour TTL (priced as such)"),
         _f("cost_usd", "usd", aliases=("costUsd",)),
         _f("context_tokens", "count", aliases=("contextTokens",),
            description="current context-window fill"),
@@ -495,7 +501,8 @@ def _translated_ids(raw: dict[str, Any], receiver: Receiver, count: int) -> list
 
 
 _TOKEN_FIELDS: Final = ("input_tokens", "output_tokens", "cache_read_tokens",
-                         "cache_creation_tokens")
+                         "cache_creation_tokens", "cache_creation_5m_tokens",
+                         "cache_creation_1h_tokens")
 
 
 def _check_token_limit(expanded: Expanded, max_tokens: int) -> None:

@@ -6,12 +6,14 @@ costs never depend on the order events arrive in.
 
 from __future__ import annotations
 
+import calendar
+import datetime
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from importlib import resources
-from typing import Final
+from typing import Any, Final
 
 import yaml
 
@@ -34,17 +36,33 @@ class Price:
     # tokens pays `long_context` prices for all its tokens, output included.
     long_above: int = 0
     long_context: Price | None = None
+    # Earlier prices, oldest first: (until, price) applies to usage before `until` (Unix
+    # seconds) and after the previous one's, so a price change never reprices the past.
+    earlier: tuple[tuple[float, Price], ...] = ()
+
+    def at(self, timestamp: float | None) -> Price:
+        """The price in force at `timestamp` (None: now)."""
+        if timestamp is not None:
+            for until, price in self.earlier:
+                if timestamp < until:
+                    return price
+        return self
 
     def cost_nano(self, input_tokens: int, output_tokens: int, cache_read: int,
-                  cache_creation: int, *, one_request: bool = True) -> int:
+                  cache_creation: int, *, one_request: bool = True,
+                  creation_1h: int = 0) -> int:
         """The cost of the tokens; `one_request`: they are one request's, so the prompt-length
-        tier applies (a sum over several requests is priced at the base rates)."""
+        tier applies (a sum over several requests is priced at the base rates). Of the
+        `cache_creation` tokens, `creation_1h` were 1-hour cache writes, the rest 5-minute."""
         price = self
         if (one_request and self.long_context is not None
                 and input_tokens + cache_read + cache_creation > self.long_above):
             price = self.long_context
+        creation_1h = min(creation_1h, cache_creation)
         return (input_tokens * price.input + output_tokens * price.output
-                + cache_read * price.cache_read + cache_creation * price.cache_write)
+                + cache_read * price.cache_read
+                + (cache_creation - creation_1h) * price.cache_write
+                + creation_1h * price.cache_write_1h)
 
 
 def usd_to_nano(usd: float) -> int:
@@ -52,7 +70,8 @@ def usd_to_nano(usd: float) -> int:
     return int((Decimal(repr(usd)) * NANO_PER_USD).to_integral_value())
 
 
-OPTIONAL_KEYS: Final = ("cache_write_1h", "context_window", "aliases", "long_context")
+OPTIONAL_KEYS: Final = ("cache_write_1h", "context_window", "aliases", "long_context",
+                         "earlier")
 
 
 def _per_token(model: str, key: str, per_million: object) -> int:
@@ -84,9 +103,45 @@ def _price_from_mapping(model: str, entry: object) -> Price:
     if not isinstance(aliases, list) or not all(isinstance(alias, str) for alias in aliases):
         raise ValueError(f"pricing.{model}.aliases: must be a list of model ids")
     long_above, long_context = _long_context(model, entry.get("long_context"))
-    return Price(base_input, output, cache_read, cache_write, cache_write_1h=write_1h,
-                 context_window=window, aliases=tuple(aliases), long_above=long_above,
-                 long_context=long_context)
+    price = Price(base_input, output, cache_read, cache_write, cache_write_1h=write_1h,
+                  context_window=window, aliases=tuple(aliases), long_above=long_above,
+                  long_context=long_context)
+    return _with_earlier(model, entry, price)
+
+
+def _with_earlier(model: str, entry: Mapping[Any, Any], price: Price) -> Price:
+    """`earlier: [{until: DATE, <price keys that differed>}, ...]`: each item is the entry as
+    it was before DATE (UTC midnight), the keys it names replacing the current ones."""
+    items = entry.get("earlier", [])
+    if not isinstance(items, list):
+        raise ValueError(f"pricing.{model}.earlier: must be a list of {{until: DATE, ...}}")
+    earlier: list[tuple[float, Price]] = []
+    for index, item in enumerate(items):
+        where = f"pricing.{model}.earlier[{index}]"
+        if not isinstance(item, Mapping) or "until" not in item:
+            raise ValueError(f"{where}: must be a mapping with until: YYYY-MM-DD")
+        until = _utc_midnight(where, item["until"])
+        changed = {key: value for key, value in item.items() if key != "until"}
+        if set(changed) - {*PRICE_KEYS, "cache_write_1h", "long_context"}:
+            raise ValueError(f"{where}: only until and price keys")
+        base = {key: value for key, value in entry.items() if key not in ("earlier", "aliases")}
+        earlier.append((until, _price_from_mapping(where, {**base, **changed})))
+    if [until for until, _ in earlier] != sorted({until for until, _ in earlier}):
+        raise ValueError(f"pricing.{model}.earlier: the until dates must increase")
+    return replace(price, earlier=tuple(earlier))
+
+
+def _utc_midnight(where: str, value: object) -> float:
+    if isinstance(value, datetime.datetime):
+        raise ValueError(f"{where}.until: must be a date, YYYY-MM-DD")
+    if isinstance(value, str):
+        try:
+            value = datetime.date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{where}.until: must be a date, YYYY-MM-DD") from None
+    if not isinstance(value, datetime.date):
+        raise ValueError(f"{where}.until: must be a date, YYYY-MM-DD")
+    return calendar.timegm(value.timetuple())
 
 
 def _long_context(model: str, entry: object) -> tuple[int, Price | None]:
@@ -137,14 +192,16 @@ class PriceTable:
                          for model, price in prices.items() for alias in price.aliases}
         self._cache: dict[str, Price | None] = {}
 
-    def lookup(self, model: str) -> Price | None:
+    def lookup(self, model: str, at: float | None = None) -> Price | None:
+        """The model's price in force at `at` (Unix seconds; None: the current one)."""
         if model in self._cache:
-            return self._cache[model]
-        key = model_key(model)
-        found = self._prices.get(self._aliases.get(key, key))
-        if len(self._cache) < 10_000:
-            self._cache[model] = found
-        return found
+            found = self._cache[model]
+        else:
+            key = model_key(model)
+            found = self._prices.get(self._aliases.get(key, key))
+            if len(self._cache) < 10_000:
+                self._cache[model] = found
+        return None if found is None else found.at(at)
 
     def models(self) -> dict[str, Price]:
         return dict(self._prices)

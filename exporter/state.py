@@ -421,7 +421,10 @@ class FleetState:
         input_tokens = fields.get("input_tokens", 0)
         output_tokens = fields.get("output_tokens", 0)
         cache_read = fields.get("cache_read_tokens", 0)
-        cache_creation = fields.get("cache_creation_tokens", 0)
+        # Writes by TTL: the total is their sum unless the source also sends the total.
+        creation_1h = fields.get("cache_creation_1h_tokens", 0)
+        cache_creation = fields.get("cache_creation_tokens", creation_1h + fields.get(
+            "cache_creation_5m_tokens", 0))
         cost_usd = fields.get("cost_usd")
         cost = None if cost_usd is None else usd_to_nano(cost_usd)
         totals = fields.get("totals", False)
@@ -432,14 +435,17 @@ class FleetState:
             output_tokens = max(0, output_tokens - agent.output_tokens)
             cache_read = max(0, cache_read - agent.cache_read_tokens)
             cache_creation = max(0, cache_creation - agent.cache_creation_tokens)
+            # A total's increase has no TTL split to go by: priced as 5-minute writes (the
+            # default TTL), which is the lower bound of its cost.
+            creation_1h = 0
             if cost is not None:
                 cost = max(0, cost - agent.cost_nano)
         counts = (input_tokens, output_tokens, cache_read, cache_creation)
         if cost is None:  # priced; a repeated total (nothing new) is not "unpriced" again
-            cost = self._priced(event, model, counts, totals) if any(counts) or not totals \
-                else 0
+            cost = self._priced(event, model, counts, totals, creation_1h) \
+                if any(counts) or not totals else 0
         elif any(counts):
-            self._audit_cost(event.source, model, counts, cost, totals)
+            self._audit_cost(event, model, counts, cost, totals, creation_1h)
         labels, token_series = self._usage_series.get(
             (agent.source, agent.role, model, agent.task_type, agent.workflow))
         families = self.families
@@ -459,24 +465,26 @@ class FleetState:
         if cost or any(counts):
             self._attribute_usage(agent, model, event.timestamp, cost, counts)
 
-    def _priced(self, event: Event, model: str, counts: tuple[int, ...], totals: bool) -> int:
-        price = self.prices.lookup(model)
+    def _priced(self, event: Event, model: str, counts: tuple[int, ...], totals: bool,
+                creation_1h: int) -> int:
+        price = self.prices.lookup(model, event.timestamp)
         if price is None:
             self.families.unpriced.inc((self._label("source", event.source),
                                         self._label("model", model)))
             return 0
         # A running total's increase may span requests: no prompt-length tier for it.
-        return price.cost_nano(*counts, one_request=not totals)
+        return price.cost_nano(*counts, one_request=not totals, creation_1h=creation_1h)
 
-    def _audit_cost(self, source: str, model: str, counts: tuple[int, ...], reported: int,
-                    totals: bool) -> None:
+    def _audit_cost(self, event: Event, model: str, counts: tuple[int, ...], reported: int,
+                    totals: bool, creation_1h: int) -> None:
         """The source's cost stays the counted one; beside it, what the table would say."""
-        price = self.prices.lookup(model)
+        price = self.prices.lookup(model, event.timestamp)
         if price is None:
             return
-        labels = (self._label("source", source), self._label("model", model))
+        labels = (self._label("source", event.source), self._label("model", model))
         self.families.cost_reported.inc(labels, reported)
-        self.families.cost_computed.inc(labels, price.cost_nano(*counts, one_request=not totals))
+        self.families.cost_computed.inc(labels, price.cost_nano(
+            *counts, one_request=not totals, creation_1h=creation_1h))
 
     def _default_context_limit(self, agent: Agent) -> None:
         """An agent whose source names no context window gets its model's, from the table."""

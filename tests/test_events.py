@@ -96,7 +96,7 @@ def test_docs_events_md_names_every_type_and_field():
         match = re.match(r"^\| (`[a-z_.]+`(?:, `[a-z_.]+`)*) \| (.*) \|$", line)
         if match:
             for name in re.findall(r"`([a-z_.]+)`", match[1]):
-                table[name] = set(re.findall(r"`([a-z_]+)\??`", match[2]))
+                table[name] = set(re.findall(r"`([a-z0-9_]+)\??`", match[2]))
     for event_type, specs in EVENT_TYPES.items():
         assert event_type in table, event_type
         assert {spec.name for spec in specs} == table[event_type], event_type

@@ -9,6 +9,7 @@ Sources of the expected numbers, each named where it is used:
 
 from __future__ import annotations
 
+import calendar
 from decimal import Decimal
 
 import pytest
@@ -139,3 +140,39 @@ def test_an_override_is_exact_and_wins() -> None:
 def test_bad_entries_are_refused_with_their_path(entry: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_prices({"m": entry})
+
+
+def test_prices_have_effective_dates():
+    # PRICING footnote 2 (Oct 2026): "Cache hits and refreshes on Claude Opus 5.5 and Claude
+    # Sonnet 5.5 are priced at 0.05x the base input price"; the Sep 2026 rows had Sonnet 5.5's
+    # cache hits at $0.20.
+    before = calendar.timegm((2026, 10, 6, 23, 59, 59))
+    after = calendar.timegm((2026, 10, 7, 0, 0, 0))
+    assert TABLE.lookup("claude-sonnet-5-5", before).cache_read == 200  # type: ignore[union-attr]
+    assert TABLE.lookup("claude-sonnet-5-5", after).cache_read == 100  # type: ignore[union-attr]
+    assert TABLE.lookup("claude-sonnet-5-5").cache_read == 100  # type: ignore[union-attr]
+    table = load_price_table(parse_prices({"m": {
+        "input": 2, "output": 4, "cache_read": 0.2, "cache_write": 2.5,
+        "earlier": [{"until": "2026-01-01", "input": 1}, {"until": "2026-06-01", "input": 1.5}]}}))
+    assert [table.lookup("m", calendar.timegm(day)).input  # type: ignore[union-attr]
+            for day in ((2025, 12, 31, 0, 0, 0), (2026, 3, 1, 0, 0, 0),
+                        (2026, 6, 1, 0, 0, 0))] == [1000, 1500, 2000]
+    with pytest.raises(ValueError, match="must increase"):
+        parse_prices({"m": {"input": 2, "output": 4, "cache_read": 0.2, "cache_write": 2.5,
+                            "earlier": [{"until": "2026-06-01", "input": 1},
+                                        {"until": "2026-01-01", "input": 1.5}]}})
+    with pytest.raises(ValueError, match="must be a date"):
+        parse_prices({"m": {"input": 2, "output": 4, "cache_read": 0.2, "cache_write": 2.5,
+                            "earlier": [{"until": "soon", "input": 1}]}})
+
+
+def test_one_hour_cache_writes():
+    # Worked example (recomputed from PRICING's Opus 5.5 row: $4 input, $5 5m write, $8 1h
+    # write, $0.20 hit, $20 output): 1,000 input, 60,000 cache reads, 10,000 5-minute and
+    # 20,000 1-hour writes, 2,000 output = 0.004 + 0.012 + 0.05 + 0.16 + 0.04 = $0.266.
+    price = TABLE.lookup("claude-opus-5-5")
+    assert price is not None
+    nano = price.cost_nano(1_000, 2_000, 60_000, 30_000, creation_1h=20_000)
+    assert Decimal(nano) / NANO_PER_USD == Decimal("0.266")
+    # Without a split every write is a 5-minute one.
+    assert price.cost_nano(0, 0, 0, 30_000) == 30_000 * 5_000

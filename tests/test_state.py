@@ -253,3 +253,34 @@ def test_a_source_s_own_cost_is_counted_and_audited_against_the_table(harness: H
     # An unpriced model has nothing to audit against.
     assert harness.value("orchestrator_cost_reported_usd_total", source="default",
                          model="acme-9") is None
+
+
+def test_a_stream_with_1h_writes_long_prompts_and_a_price_change_costs_what_the_hand_says(
+        harness: Harness):
+    before, after = 1_791_288_000.0, 1_791_460_800.0  # 2026-10-06 and 2026-10-08, noon UTC
+
+    def usage(agent_id: str, at: float, **tokens: int) -> dict[str, object]:
+        return {"type": "agent.usage", "agent_id": agent_id, "timestamp": at, **tokens}
+
+    harness.send(
+        created("p", "BUILDER", "claude-sonnet-5-5"),
+        # cache hits $0.20 before 2026-10-07, $0.10 from then on; input $2, output $10
+        usage("p", before, cache_read_tokens=1_000_000, input_tokens=10_000),  # 0.20 + 0.02
+        usage("p", after, cache_read_tokens=1_000_000, output_tokens=10_000),  # 0.10 + 0.10
+        created("q", "BUILDER", "claude-opus-5-5"),
+        # 5-minute writes $5, 1-hour writes $8, input $4
+        usage("q", after, cache_creation_tokens=30_000, cache_creation_1h_tokens=20_000,
+              input_tokens=1_000),  # 0.05 + 0.16 + 0.004
+        usage("q", after, cache_creation_5m_tokens=1_000_000,
+              cache_creation_1h_tokens=1_000_000),  # 5 + 8
+        created("r", "BUILDER", "claude-haiku-5-5"),
+        usage("r", after, input_tokens=150_000, output_tokens=10_000),  # long: 0.075 + 0.025
+        usage("r", after, input_tokens=50_000, output_tokens=10_000),  # short: 0.005 + 0.005
+    )
+    metrics = harness.metrics()
+    total = sum(value for (name, _labels), value in metrics.items()
+                if name == "orchestrator_cost_usd_total")
+    assert round(total, 9) == 13.744
+    writes = sum(value for (name, labels), value in metrics.items()
+                 if name == "orchestrator_tokens_total" and ("type", "cache_creation") in labels)
+    assert writes == 30_000 + 2_000_000
