@@ -34,6 +34,7 @@ MAX_COUNT: Final = 1_000_000_000
 MAX_USD: Final = 1_000_000.0
 MAX_SECONDS: Final = 10_000_000.0
 MAX_LIST_ITEMS: Final = 1_000
+MAX_PATH: Final = 4_096  # PATH_MAX on Linux
 # 2000-01-01T00:00:00Z: anything earlier is a unit mistake (often milliseconds or a zero value).
 EARLIEST_TIMESTAMP: Final = 946_684_800.0
 MAX_CLOCK_SKEW_SECONDS: Final = 86_400.0
@@ -68,7 +69,8 @@ class Field:
     """One field of an event type: its canonical name, kind, and accepted spellings."""
 
     name: str
-    kind: str  # name | role | text | count | usd | seconds | bool | enum | names | object
+    # name | role | text | path | count | usd | seconds | bool | enum | names | paths | object
+    kind: str
     required: bool = False
     choices: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
@@ -141,6 +143,15 @@ EVENT_TYPES: Final[dict[str, tuple[Field, ...]]] = {
         _f("outcome", "enum", required=True, choices=TOOL_OUTCOMES),
         _f("duration_seconds", "seconds", aliases=("durationSeconds",)),
         ERROR_TYPE,
+        _f("file_path", "path", aliases=("filePath",),
+           description="the file the call read or wrote (Read, Edit, Write...): the agent's "
+           "files in the read API"),
+    ),
+    "agent.files": (
+        AGENT_ID,
+        _f("read", "paths", aliases=("files_read", "filesRead"), description="files read"),
+        _f("written", "paths", aliases=("files_written", "filesWritten", "files_modified"),
+           description="files written"),
     ),
     "agent.deleted": (AGENT_ID,),
     "task.submitted": (
@@ -299,6 +310,20 @@ def _check_names(spec: Field, value: object) -> list[str]:
     return [_check_name(spec.name, item) for item in value]
 
 
+def _check_path(name: str, value: object) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_PATH:
+        raise _InvalidFieldError(name, f"must be a path of 1 to {MAX_PATH} characters")
+    if not value.isprintable():
+        raise _InvalidFieldError(name, "must hold no control characters")
+    return value
+
+
+def _check_paths(spec: Field, value: object) -> list[str]:
+    if not isinstance(value, list) or len(value) > MAX_LIST_ITEMS:
+        raise _InvalidFieldError(spec.name, f"must be a list of at most {MAX_LIST_ITEMS} paths")
+    return [_check_path(spec.name, item) for item in value]
+
+
 def _check_object(spec: Field, value: object) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _InvalidFieldError(spec.name, "must be an object")
@@ -322,12 +347,14 @@ def _checker(spec: Field) -> Checker:
         return lambda value: _check_number(name, value, upper)
     if spec.kind == "text":
         return lambda value: _check_text(name, value)
+    if spec.kind == "path":
+        return lambda value: _check_path(name, value)
     if spec.kind == "role":  # `analyst` and `ANALYST` are one role, one series
         return lambda value: value.upper() if type(value) is str and match(value) \
             else _check_name(name, value).upper()
     check: Callable[[Field, object], object] = {
         "enum": _check_enum, "status": _check_status, "bool": _check_bool,
-        "names": _check_names, "object": _check_object}[spec.kind]
+        "names": _check_names, "paths": _check_paths, "object": _check_object}[spec.kind]
     return lambda value: check(spec, value)
 
 
@@ -587,6 +614,7 @@ _SCHEMA_TYPES: Final[dict[str, dict[str, object]]] = {
     "seconds": {"type": "number", "minimum": 0, "maximum": MAX_SECONDS},
     "bool": {"type": "boolean"},
     "object": {"type": "object"},
+    "path": {"type": "string", "minLength": 1, "maxLength": MAX_PATH},
 }
 
 
@@ -600,6 +628,8 @@ def _field_schema(spec: Field) -> dict[str, object]:
         schema = {**_SCHEMA_TYPES["name"], "description": "folded to upper case"}
     elif spec.kind == "names":
         schema = {"type": "array", "maxItems": MAX_LIST_ITEMS, "items": _SCHEMA_TYPES["name"]}
+    elif spec.kind == "paths":
+        schema = {"type": "array", "maxItems": MAX_LIST_ITEMS, "items": _SCHEMA_TYPES["path"]}
     else:
         schema = dict(_SCHEMA_TYPES[spec.kind])
     if spec.aliases:

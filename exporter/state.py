@@ -322,6 +322,8 @@ class FleetState:
             "agent.status_changed": self._agent_status_changed,
             "agent.usage": self._agent_usage,
             "agent.tool_call": self._agent_tool_call,
+            # Stored for the read API (an agent's files); the agent's activity moves.
+            "agent.files": self._agent_files,
             "agent.deleted": self._agent_deleted,
             "task.submitted": self._task_submitted,
             "task.started": self._task_started,
@@ -527,6 +529,9 @@ class FleetState:
             self.families.tool_duration.observe(labels, fields["duration_seconds"])
         if fields["outcome"] == "error":
             self._count_error(event.source, "tool_call", fields.get("error_type"))
+
+    def _agent_files(self, event: Event) -> None:
+        self._agent(event.source, event.fields["agent_id"], event.timestamp)
 
     def _agent_deleted(self, event: Event) -> None:
         key = (event.source, event.fields["agent_id"])

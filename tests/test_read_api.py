@@ -301,3 +301,38 @@ def test_the_same_id_in_two_sources_needs_source(exporter_factory: ExporterFacto
         assert west["role"] == "TESTER"
         assert client.get("/api/v1/agents/twin", params={"source": "east"}
                           ).json()["role"] == "BUILDER"
+
+
+def test_an_agent_s_files_deduplicated_from_tool_calls_and_reports(
+        exporter_factory: ExporterFactory):
+    exporter = exporter_factory(env=UNLIMITED)
+    calls = [{"type": "agent.tool_call", "agent_id": "f-1", "tool": tool, "outcome": "success",
+              "file_path": path} for tool, path in (
+                  ("Read", "/w/a.py"), ("Read", "/w/a.py"), ("Edit", "/w/a.py"),
+                  ("Write", "/w/new file (1).md"), ("Bash", "/w/ignored-not-a-file-tool"))]
+    calls[-1].pop("file_path")
+    assert exporter.post_events([
+        {"type": "agent.created", "agent_id": "f-1", "role": "BUILDER"}, *calls,
+        {"type": "agent.files", "agent_id": "f-1", "files_read": ["/w/b.py", "/w/a.py"],
+         "files_written": ["/w/new file (1).md"]},
+        # the Python orchestrator's monitor: its final metrics name the files
+        {"timestamp": "2026-12-01T10:00:00", "type": "agent_deleted", "data": {
+            "agent_id": "f-2", "metrics": {"agent_id": "f-2", "files_read": ["/w/c.py"],
+                                            "files_written": ["/w/d.py"], "total_cost": 0}}},
+    ]).status_code == 200
+    with client_of(exporter) as client:
+        files = client.get("/api/v1/agents/f-1/files").json()
+        assert files["items"] == [
+            {"path": "/w/a.py", "read": 3, "written": 1},
+            {"path": "/w/new file (1).md", "read": 0, "written": 2},
+            {"path": "/w/b.py", "read": 1, "written": 0}]
+        assert files["distinct_files"] == 3
+        assert client.get("/api/v1/agents/f-1/files", params={"limit": 1}).json()[
+            "items"] == files["items"][:1]
+        assert client.get("/api/v1/agents/f-2/files").json()["items"] == [
+            {"path": "/w/c.py", "read": 1, "written": 0},
+            {"path": "/w/d.py", "read": 0, "written": 1}]
+        assert client.get("/api/v1/agents/nobody/files").status_code == 404
+    refused = exporter.post_events([{"type": "agent.files", "agent_id": "f-1",
+                                     "read": ["x" * 5000]}])
+    assert refused.status_code == 422 and "read" in refused.text

@@ -26,7 +26,8 @@ VALUES = st.text(max_size=40) | st.integers(-2**70, 2**70).map(str) | st.sampled
     "role", "day", "week", "month", "agent.usage,log.entry", "WzEsImEiLCJiIl0"])
 PATHS = ("/api/v1/agents", "/api/v1/tasks", "/api/v1/runs", "/api/v1/costs", "/api/v1/status",
          "/api/v1/budgets", "/api/v1/agents/{id}", "/api/v1/agents/{id}/events",
-         "/api/v1/agents/{id}/logs", "/api/v1/tasks/{id}", "/api/v1/runs/{id}",
+         "/api/v1/agents/{id}/logs", "/api/v1/agents/{id}/files", "/api/v1/tasks/{id}",
+         "/api/v1/runs/{id}",
          "/api/v1/events/export")
 PAGES = {"/api/v1/agents": read_models.AgentPage, "/api/v1/tasks": read_models.TaskPage,
          "/api/v1/runs": read_models.RunPage, "/api/v1/costs": read_models.CostAnswer,

@@ -109,6 +109,7 @@ ENDPOINTS = (  # method, path, body, capability (None: open)
     ("GET", "/api/v1/agents/no-such-agent", b"", "read"),
     ("GET", "/api/v1/agents/no-such-agent/events", b"", "read"),
     ("GET", "/api/v1/agents/no-such-agent/logs", b"", "read"),
+    ("GET", "/api/v1/agents/no-such-agent/files", b"", "read"),
     ("GET", "/api/v1/tasks?format=csv", b"", "read"),
     ("GET", "/api/v1/tasks/no-such-task", b"", "read"),
     ("GET", "/api/v1/runs", b"", "read"),

@@ -65,6 +65,18 @@ class ToolCalls(BaseModel):
     count: int
 
 
+class AgentFile(BaseModel):
+    path: str
+    read: int = Field(description="tool calls and reports that read it")
+    written: int = Field(description="tool calls (Edit, Write, ...) and reports that wrote it")
+
+
+class AgentFiles(BaseModel):
+    items: list[AgentFile]
+    distinct_files: int
+    uncounted: int = Field(description="mentions of files beyond the first 10,000 distinct")
+
+
 class AgentDetail(AgentItem):
     tool_calls: list[ToolCalls]
     task: TaskItem | None

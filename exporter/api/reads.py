@@ -210,6 +210,15 @@ def read_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimiter,
             return _event_page(fleet, owner, agent_id, ("log.entry",), after, size, _log_item)
         return await _listed(request, format, cursor, limit, read, synced)
 
+    @router.get("/agents/{agent_id:path}/files",
+                summary="The files an agent read and wrote, most used first",
+                response_model=models.AgentFiles, responses=_NOT_FOUND)  # type: ignore[arg-type]
+    async def agent_files(agent_id: str, source: Name = None,
+                          limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
+                          ) -> Response:
+        owner = await _agent_source(agent_id, source)
+        return JSONResponse(await run_in_threadpool(fleet.agent_files, owner, agent_id, limit))
+
     async def _agent_source(agent_id: str, source: str | None) -> str:
         found = await _found(fleet.agent, agent_id, source, "agent")
         return str(found["source"])

@@ -63,7 +63,7 @@ class AgentLogReader:
     agent_id: str = ""
     offsets: dict[str, int] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)
-    pending: dict[str, tuple[str, object]] = field(default_factory=dict)
+    pending: dict[str, tuple[str, object, str | None]] = field(default_factory=dict)
     totals: dict[str, float] = field(default_factory=dict)
     announced: bool = False
     model: str | None = None
@@ -140,18 +140,19 @@ class AgentLogReader:
             return []
         if line.get("type") == "tool_use":
             self.pending[use_id] = (str(line.get("tool_name") or "unknown"),
-                                    timestamp(line.get("timestamp"), self.zone))
+                                    timestamp(line.get("timestamp"), self.zone),
+                                    _file_of(line.get("input")))
             return []
         if line.get("type") != "tool_result" or use_id not in self.pending:
             return []
-        tool, started = self.pending.pop(use_id)
+        tool, started, file_path = self.pending.pop(use_id)
         ended = timestamp(line.get("timestamp"), self.zone)
         duration = ended - started if isinstance(ended, float) and isinstance(started, float) \
             else None
         return [{"type": "agent.tool_call", "id": self._id(use_id), "agent_id": self.agent_id,
                  "tool": tool, "outcome": "error" if line.get("is_error") is True else "success",
                  **present(timestamp=ended, duration_seconds=None if duration is None
-                           else max(0.0, duration))}]
+                           else max(0.0, duration), file_path=file_path)}]
 
     def _new_lines(self, name: str) -> Iterator[tuple[int, dict[str, Any]]]:
         path = self.folder / name
@@ -176,3 +177,12 @@ class AgentLogReader:
                 log.warning("%s line %d is not a JSON object; skipped", path, number)
                 continue
             yield number, parsed
+
+
+def _file_of(tool_input: object) -> str | None:
+    """The file a Read, Edit, Write or notebook call names in its input."""
+    if not isinstance(tool_input, dict):
+        return None
+    path = tool_input.get("file_path", tool_input.get("notebook_path"))
+    return path if isinstance(path, str) and 0 < len(path) <= 4_096 and path.isprintable() \
+        else None

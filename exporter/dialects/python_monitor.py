@@ -47,8 +47,10 @@ def _translate(raw: Raw) -> list[Canonical]:
         fields = {key: value for key, value in data.items() if key != "name"}
         return [{**fields, **when, "type": "agent.created"}]
     if kind == "agent_deleted":
+        # agent.files comes last: the ids of the events before it are derived from their place.
         return [*_totals(agent_id, data.get("metrics"), when),
-                {**when, "type": "agent.deleted", "agent_id": agent_id}]
+                {**when, "type": "agent.deleted", "agent_id": agent_id},
+                *_files(agent_id, data.get("metrics"), when)]
     if kind == "status_change":
         status = data.get("new_status")
         if status == "deleted":  # cleanup after the end, not a failure
@@ -66,6 +68,16 @@ def _totals(agent_id: object, metrics: object, when: dict[str, Any]) -> list[Can
     usage = present(**{name: metrics.get(key) for key, name in _TOTALS})
     return [{**when, **usage, "type": "agent.usage", "agent_id": agent_id, "totals": True,
              **present(cost_usd=dollars(metrics.get("total_cost"), "data.metrics.total_cost"))}]
+
+
+def _files(agent_id: object, metrics: object, when: dict[str, Any]) -> list[Canonical]:
+    """The final metrics' files_read and files_written, when it names any."""
+    if not isinstance(metrics, dict):
+        return []
+    files = {name: metrics[key] for key, name in (("files_read", "read"),
+                                                  ("files_written", "written"))
+             if isinstance(metrics.get(key), list) and metrics[key]}
+    return [{**when, **files, "type": "agent.files", "agent_id": agent_id}] if files else []
 
 
 RECEIVER: Final = Receiver(name="orchestrator_monitor", types=TYPES, recognises=_recognises,

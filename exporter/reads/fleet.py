@@ -32,6 +32,9 @@ RUN_SORTS: Final = ("started", "ended", "duration")
 TASK_END_STATUSES: Final = ("completed", "failed", "cancelled")
 MAX_SEARCH: Final = 256
 EVENT_CHUNK: Final = 1_000
+# Tools whose file_path is written; any other tool naming a file read it.
+WRITING_TOOLS: Final = frozenset({"Edit", "Write", "MultiEdit", "NotebookEdit"})
+MAX_AGENT_FILES: Final = 10_000  # distinct paths gathered for one answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +206,26 @@ class FleetReads:
                 return
             after = rows[-1][0]
 
+    def agent_files(self, source: str, agent_id: str, limit: int) -> dict[str, Any]:
+        """The files the agent read and wrote, deduplicated, most used first: from its tool
+        calls' `file_path` and its `agent.files` lists."""
+        files: dict[str, list[int]] = {}
+        overflow = 0
+        for _seq, _ts, event in self.agent_events(source, agent_id,
+                                                  ("agent.tool_call", "agent.files")):
+            for path, written in _files_of(event):
+                counts = files.get(path)
+                if counts is None:
+                    if len(files) >= MAX_AGENT_FILES:
+                        overflow += 1
+                        continue
+                    counts = files[path] = [0, 0]
+                counts[written] += 1
+        ranked = sorted(files.items(), key=lambda item: (-sum(item[1]), item[0]))
+        return {"items": [{"path": path, "read": counts[0], "written": counts[1]}
+                          for path, counts in ranked[:limit]],
+                "distinct_files": len(files), "uncounted": overflow}
+
     # -- tasks ----------------------------------------------------------------------------
 
     def tasks(self, where: TaskFilter, sort: Sort, cursor: str | None, limit: int) -> Page:
@@ -272,6 +295,18 @@ class FleetReads:
             steps, key=lambda step: (step.started_at is None, step.started_at or 0.0,
                                      step.step_id))]
         return item
+
+
+def _files_of(event: dict[str, Any]) -> Iterator[tuple[str, int]]:
+    """(path, 1 if written else 0) for each file an event names."""
+    path = event.get("file_path", event.get("filePath"))
+    if isinstance(path, str):
+        yield path, int(event.get("tool") in WRITING_TOOLS)
+    for written, names in ((0, ("read", "files_read", "filesRead")),
+                           (1, ("written", "files_written", "filesWritten", "files_modified"))):
+        listed: object = next((event[name] for name in names if name in event), [])
+        if isinstance(listed, list):
+            yield from ((item, written) for item in listed if isinstance(item, str))
 
 
 def _agent_of(event: dict[str, Any]) -> object:
