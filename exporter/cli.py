@@ -1,4 +1,5 @@
-"""`orchestrator-exporter serve | migrate | demo | token | ctl | tail | top | import-logs`."""
+"""`orchestrator-exporter serve | migrate | demo | token | ctl | tail | top | report |
+import-logs`."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any, Final
 import yaml
 from pydantic import ValidationError
 
-from exporter import __version__, ctl, terminal
+from exporter import __version__, ctl, report, terminal
 from exporter.config import ConfigError, FileConfig, load_config, parse_config
 from exporter.ledger import make_engine, migrate
 from exporter.settings import Settings
@@ -71,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     prices.add_argument("--json", action="store_true", help="one JSON object per model")
     ctl.add_parser(commands)
     terminal.add_parsers(commands)
+    report.add_parser(commands)
     logs = commands.add_parser("import-logs", help="send the Python orchestrator's AgentLogger "
                                "folders (tools.jsonl, summary.jsonl) as events; again adds nothing")
     logs.add_argument("directory", help="agent_logs, a task's folder or one agent's folder")
@@ -115,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return ctl.run(arguments)
         if arguments.command in ("tail", "top"):
             return terminal.run(arguments)
+        if arguments.command == "report":
+            return report.run(arguments)
         if arguments.command == "prices":
             return _prices(_settings(arguments, ("database_url", "config_file")), arguments)
         if arguments.command == "token":
