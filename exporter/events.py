@@ -136,6 +136,12 @@ EVENT_TYPES: Final[dict[str, tuple[Field, ...]]] = {
            description="current context-window fill"),
         _f("totals", "bool", description="the counts and cost are the agent's running totals: "
            "only their increase over what is known of the agent counts"),
+        _f("service_tier", "enum", choices=("standard", "priority", "batch"),
+           aliases=("serviceTier",), description="batch: half price (Message Batches)"),
+        _f("speed", "enum", choices=("standard", "fast"),
+           description="fast: the model's fast-mode price"),
+        _f("inference_geo", "name", aliases=("inferenceGeo",),
+           description="us: the model's US-only inference multiplier"),
     ),
     "agent.tool_call": (
         AGENT_ID,

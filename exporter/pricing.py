@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from fractions import Fraction
 from importlib import resources
 from typing import Any, Final
 
@@ -39,6 +40,22 @@ class Price:
     # Earlier prices, oldest first: (until, price) applies to usage before `until` (Unix
     # seconds) and after the previous one's, so a price change never reprices the past.
     earlier: tuple[tuple[float, Price], ...] = ()
+    # Multipliers of every token price: fast mode (None: the model has none and bills standard
+    # rates), and data-residency (`inference_geo`) by region.
+    fast: Fraction | None = None
+    geo: tuple[tuple[str, Fraction], ...] = ()
+
+    def multiplier(self, *, tier: str | None, speed: str | None, geo: str | None) -> Fraction:
+        """What a request's options multiply its cost by: batch halves it, fast mode and a
+        region's data residency multiply it (priority tier has no list price: standard)."""
+        factor = Fraction(1)
+        if tier == "batch":
+            factor *= BATCH
+        if speed == "fast" and self.fast is not None:
+            factor *= self.fast
+        if geo is not None:
+            factor *= dict(self.geo).get(geo, Fraction(1))
+        return factor
 
     def at(self, timestamp: float | None) -> Price:
         """The price in force at `timestamp` (None: now)."""
@@ -71,7 +88,10 @@ def usd_to_nano(usd: float) -> int:
 
 
 OPTIONAL_KEYS: Final = ("cache_write_1h", "context_window", "aliases", "long_context",
-                         "earlier")
+                         "earlier", "fast", "geo")
+# "The Batch API ... with a 50% discount on both input and output tokens" (pricing page); the
+# caching multipliers stack with it, so every token type is halved.
+BATCH: Final = Fraction(1, 2)
 
 
 def _per_token(model: str, key: str, per_million: object) -> int:
@@ -105,8 +125,26 @@ def _price_from_mapping(model: str, entry: object) -> Price:
     long_above, long_context = _long_context(model, entry.get("long_context"))
     price = Price(base_input, output, cache_read, cache_write, cache_write_1h=write_1h,
                   context_window=window, aliases=tuple(aliases), long_above=long_above,
-                  long_context=long_context)
+                  long_context=long_context, fast=_factor(model, "fast", entry.get("fast")),
+                  geo=_geo(model, entry.get("geo")))
     return _with_earlier(model, entry, price)
+
+
+def _factor(model: str, key: str, value: object) -> Fraction | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 100:
+        raise ValueError(f"pricing.{model}.{key}: must be a multiplier above 0, at most 100")
+    return Fraction(repr(value))
+
+
+def _geo(model: str, value: object) -> tuple[tuple[str, Fraction], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        raise ValueError(f"pricing.{model}.geo: must map a region to its multiplier")
+    return tuple((str(region), _factor(model, f"geo.{region}", factor) or Fraction(1))
+                 for region, factor in value.items())
 
 
 def _with_earlier(model: str, entry: Mapping[Any, Any], price: Price) -> Price:
@@ -122,7 +160,7 @@ def _with_earlier(model: str, entry: Mapping[Any, Any], price: Price) -> Price:
             raise ValueError(f"{where}: must be a mapping with until: YYYY-MM-DD")
         until = _utc_midnight(where, item["until"])
         changed = {key: value for key, value in item.items() if key != "until"}
-        if set(changed) - {*PRICE_KEYS, "cache_write_1h", "long_context"}:
+        if set(changed) - {*PRICE_KEYS, "cache_write_1h", "long_context", "fast", "geo"}:
             raise ValueError(f"{where}: only until and price keys")
         base = {key: value for key, value in entry.items() if key not in ("earlier", "aliases")}
         earlier.append((until, _price_from_mapping(where, {**base, **changed})))

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Final
 
 from exporter.budgets import BudgetTracker, epoch_day
 from exporter.config import Budget
 from exporter.events import TERMINAL_AGENT_STATUSES, TOKEN_TYPES, TOOL_OUTCOMES, Event
 from exporter.labels import LabelLimiter, LabelSets
-from exporter.pricing import NANO_PER_USD, PriceTable, usd_to_nano
+from exporter.pricing import NANO_PER_USD, Price, PriceTable, usd_to_nano
 from exporter.series import CounterFamily, Histogram, HistogramFamily, split_key
 
 UNKNOWN: Final = "unknown"
@@ -475,7 +476,8 @@ class FleetState:
                                         self._label("model", model)))
             return 0
         # A running total's increase may span requests: no prompt-length tier for it.
-        return price.cost_nano(*counts, one_request=not totals, creation_1h=creation_1h)
+        return _adjusted(price, event, price.cost_nano(*counts, one_request=not totals,
+                                                      creation_1h=creation_1h))
 
     def _audit_cost(self, event: Event, model: str, counts: tuple[int, ...], reported: int,
                     totals: bool, creation_1h: int) -> None:
@@ -485,8 +487,8 @@ class FleetState:
             return
         labels = (self._label("source", event.source), self._label("model", model))
         self.families.cost_reported.inc(labels, reported)
-        self.families.cost_computed.inc(labels, price.cost_nano(
-            *counts, one_request=not totals, creation_1h=creation_1h))
+        self.families.cost_computed.inc(labels, _adjusted(price, event, price.cost_nano(
+            *counts, one_request=not totals, creation_1h=creation_1h)))
 
     def _default_context_limit(self, agent: Agent) -> None:
         """An agent whose source names no context window gets its model's, from the table."""
@@ -870,3 +872,12 @@ class FleetState:
             histogram_family = histograms.get(name)
             if histogram_family is not None:
                 histogram_family.values[labels] = histogram
+
+
+def _adjusted(price: Price, event: Event, nano: int) -> int:
+    """The cost with the request's batch, fast-mode and data-residency multipliers, rounded
+    half up to a whole nano-dollar."""
+    fields = event.fields
+    factor = price.multiplier(tier=fields.get("service_tier"), speed=fields.get("speed"),
+                              geo=fields.get("inference_geo"))
+    return nano if factor == 1 else int(nano * factor + Fraction(1, 2))

@@ -284,3 +284,29 @@ def test_a_stream_with_1h_writes_long_prompts_and_a_price_change_costs_what_the_
     writes = sum(value for (name, labels), value in metrics.items()
                  if name == "orchestrator_tokens_total" and ("type", "cache_creation") in labels)
     assert writes == 30_000 + 2_000_000
+
+
+def test_batch_fast_mode_and_us_only_inference_multiply_the_price(harness: Harness):
+    # Opus 5.5 ($4 input, $0.20 cache hits, $20 output): 1,000 input, 100,000 cache reads and
+    # 1,000 output are 0.004 + 0.02 + 0.02 = $0.044; fast mode doubles it (pricing page, Fast
+    # mode: $8 / $40), US-only inference multiplies it by 1.1, the Batch API halves it.
+    tokens = {"input_tokens": 1_000, "cache_read_tokens": 100_000, "output_tokens": 1_000}
+    expected = {"standard": 0.044, "fast": 0.088, "us": 0.0484, "batch": 0.022,
+                "fast-us": 0.0968, "priority": 0.044}
+    options = {"standard": {}, "fast": {"speed": "fast"}, "us": {"inference_geo": "us"},
+               "batch": {"service_tier": "batch"},
+               "fast-us": {"speed": "fast", "inferenceGeo": "us"},
+               "priority": {"service_tier": "priority"}}
+    for name, extra in options.items():
+        harness.send(created(name, "BUILDER", "claude-opus-5-5", task_id=name),
+                     {"type": "agent.usage", "agent_id": name, **tokens, **extra})
+    with harness.exporter.lock:
+        costs = {name: harness.exporter.state.agents[("default", name)].cost_nano / 1e9
+                 for name in options}
+    assert costs == pytest.approx(expected, abs=1e-12)
+    # Fast mode on a model without it (Opus 4.6 runs at standard speed and rates).
+    harness.send(created("slow", "BUILDER", "claude-opus-4-6"),
+                 {"type": "agent.usage", "agent_id": "slow", "input_tokens": 1_000_000,
+                  "speed": "fast"})
+    with harness.exporter.lock:
+        assert harness.exporter.state.agents[("default", "slow")].cost_nano == 5 * 10**9
