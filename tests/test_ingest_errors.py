@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import ExporterProcess
+from support import ExporterProcess, http_client
 
 from exporter.settings import Settings
 
@@ -74,6 +74,10 @@ CASES: list[tuple[str, Any, str, int, str | None]] = [
      "application/json", 400, None),
     ("large ndjson with a bad line", b'{"type": "agent.deleted", "agent_id": "a"}\n' * 500
      + b"{oops\n", "application/x-ndjson", 400, None),
+    # JSON as another media type: refused before it is read.
+    ("JSON sent as text/plain", [VALID], "text/plain", 415, "Content-Type"),
+    ("JSON sent as a form", [VALID], "application/x-www-form-urlencoded", 415, "Content-Type"),
+    ("JSON sent as protobuf", [VALID], "application/x-protobuf", 415, "Content-Type"),
 ]
 
 
@@ -193,3 +197,26 @@ def test_a_killed_parse_worker_costs_no_request(exporter):
     assert stored_events(database) == 2_400
     invalid = process.post_events([VALID] * 400 + [{**USAGE, "input_tokens": -5}])
     assert invalid.status_code == 422
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("POST", "/api/v1/commands"), ("POST", "/api/v1/budgets"),
+    ("PUT", "/api/v1/budgets/b-1"), ("POST", "/api/v1/alertmanager/webhook"),
+])
+def test_json_endpoints_refuse_other_media_types(exporter, method, path):
+    process, _ = exporter
+    body = b'{"kind": "fleet.pause", "target": {}, "limit_usd": 1, "period": "day"}'
+    with http_client() as client:
+        for media, expected in (("text/plain", 415), ("application/x-www-form-urlencoded", 415),
+                                ("application/json; charset=utf-8", None), (None, None)):
+            headers = {"Authorization": f"Bearer {process.token}"}
+            if media is not None:
+                headers["Content-Type"] = media
+            response = client.request(method, f"{process.url}{path}", headers=headers,
+                                      content=body)
+            if expected is None:
+                assert response.status_code != 415, (path, media, response.text)
+            else:
+                assert response.status_code == 415, (path, media, response.text)
+                assert_error_shape(response.json())
+                assert response.json()["code"] == "unsupported_media_type"

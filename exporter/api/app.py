@@ -15,11 +15,11 @@ from starlette.concurrency import run_in_threadpool
 from exporter import __version__
 from exporter.api.budgets import budgets_router
 from exporter.api.control import control_router
-from exporter.api.deps import guard
+from exporter.api.deps import guard, require_media_type
 from exporter.api.docs import install_docs
 from exporter.api.errors import ApiError, JSONResponse, install_error_handlers, request_id
 from exporter.api.guards import RateLimiter, SecurityHeaders
-from exporter.api.ingest import BodyParser, read_body
+from exporter.api.ingest import NDJSON_TYPES, BodyParser, read_body
 from exporter.api.reads import read_router
 from exporter.api.stream import stream_router
 from exporter.events import Event, json_schema
@@ -29,6 +29,8 @@ from exporter.pipeline import IngestResult, LedgerUnavailableError, PipelineBusy
 from exporter.reads.stream import EventHub
 from exporter.service import Exporter
 from exporter.tokens import TokenRegistry
+
+INGEST_TYPES = ("application/json", *NDJSON_TYPES)
 
 
 def create_app(exporter: Exporter, *, tokens: TokenRegistry) -> FastAPI:
@@ -83,11 +85,13 @@ def create_app(exporter: Exporter, *, tokens: TokenRegistry) -> FastAPI:
     async def ingest(request: Request) -> dict[str, int]:
         received = time.time()
         try:
+            require_media_type(request, INGEST_TYPES)
             body = await read_body(request, settings.max_body_bytes)
             content_type = request.headers.get("content-type", "application/json")
             events, rows = await parser.parse(body, content_type, received)
         except ApiError as error:
-            reason = {413: "oversize", 400: "malformed"}.get(error.status, "invalid")
+            reason = {413: "oversize", 400: "malformed", 415: "malformed"}.get(
+                error.status, "invalid")
             exporter.telemetry.rejected.labels(reason).inc(max(1, len(error.details)))
             raise
         result = await _commit(exporter, events, received, rows)

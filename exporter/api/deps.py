@@ -58,12 +58,30 @@ def actor_of(request: Request, token: Token) -> Actor:
     return Actor(token.name, client, request.headers.get("user-agent", ""))
 
 
+def media_type(request: Request) -> str:
+    """The request's media type, lower case, without parameters; "" when it names none."""
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def require_media_type(request: Request, accepted: tuple[str, ...]) -> None:
+    """415 for a body declared as anything but `accepted` (or a `+json` type when JSON is
+    accepted); a body without Content-Type is read as the first accepted type."""
+    declared = media_type(request)
+    if not declared or declared in accepted or (
+            "application/json" in accepted and declared.endswith("+json")):
+        return
+    raise ApiError(415, "unsupported_media_type",
+                   f"the body must be {' or '.join(accepted)}, not {declared[:64]}",
+                   [{"field": "Content-Type", "reason": "must be " + " or ".join(accepted)}])
+
+
 async def json_body(request: Request, limit: int, *, optional: bool = False) -> tuple[Any, int]:
-    """The body as JSON and its size: 413 past `limit` bytes, 400 when it is not JSON; an
-    empty body is `{}` when `optional`."""
+    """The body as JSON and its size: 415 when declared as another media type, 413 past
+    `limit` bytes, 400 when it is not JSON; an empty body is `{}` when `optional`."""
     body = await read_body(request, limit)
     if optional and not body.strip():
         return {}, 0
+    require_media_type(request, ("application/json",))
     try:
         return orjson.loads(body), len(body)
     except orjson.JSONDecodeError as error:
