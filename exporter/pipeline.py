@@ -27,6 +27,7 @@ import orjson
 
 from exporter.events import Event, validate_one
 from exporter.ledger import Ledger
+from exporter.ledger.engine import is_disk_full
 from exporter.ledger.store import Part, PreparedRows, RowGroup
 from exporter.state import FleetState
 from exporter.telemetry import Telemetry
@@ -47,6 +48,10 @@ REPLAY_CHUNK: Final = 5_000
 
 class LedgerUnavailableError(RuntimeError):
     """The transaction failed; nothing of the batch was stored."""
+
+
+class LedgerFullError(LedgerUnavailableError):
+    """The database has no space for the batch (disk full, or EXPORTER_SQLITE_MAX_BYTES)."""
 
 
 class PipelineBusyError(RuntimeError):
@@ -109,6 +114,9 @@ class IngestPipeline:
         # checkpoint, already taken from the state, is still being written.
         self._checkpointing = threading.Lock()
         self._rebuild_wanted = threading.Event()
+        # Why the last write failed, until a write succeeds again: what /ready reports.
+        self.write_failure: str | None = None
+        self.write_failure_full = False
         self._threads: list[threading.Thread] = []
         telemetry.queue.set_function(lambda: self._pending + len(self._loose))
 
@@ -239,9 +247,13 @@ class IngestPipeline:
             log.exception("ledger write failed; %d events refused",
                           sum(len(batch.events) for batch in batches))
             self.telemetry.ledger_errors.labels("write").inc()
+            self.write_failure_full = is_disk_full(error)
+            self.write_failure = str(getattr(error, "orig", None) or type(error).__name__)
             self._refuse(batches, error)
             time.sleep(WRITE_RETRY_DELAY)
             return
+        self.write_failure = None
+        self.write_failure_full = False
         self.telemetry.commit_duration.observe(time.perf_counter() - started)
         self._committed_groups.put(_Committed(batches, fresh, last_seq))
 
@@ -252,7 +264,8 @@ class IngestPipeline:
                 continue
             # The driver's own message, without SQL or parameters (they would echo the payload).
             reason = str(getattr(error, "orig", None) or type(error).__name__)
-            batch.future.set_exception(LedgerUnavailableError(reason))
+            refusal = LedgerFullError if is_disk_full(error) else LedgerUnavailableError
+            batch.future.set_exception(refusal(reason))
             with self._wake:
                 self._pending -= len(batch.events)
 

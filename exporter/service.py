@@ -71,7 +71,8 @@ def build_exporter(settings: Settings, *, registry: CollectorRegistry | None = N
                        label_value_limit=settings.label_value_limit)
     lock = threading.Lock()
     ledger = Ledger(make_engine(settings.database_url,
-                                sqlite_synchronous=settings.sqlite_synchronous))
+                                sqlite_synchronous=settings.sqlite_synchronous,
+                                sqlite_max_bytes=settings.sqlite_max_bytes))
     pipeline = IngestPipeline(ledger=ledger, state=state, lock=lock, telemetry=telemetry,
                               checkpoint_seconds=settings.checkpoint_seconds)
     renderer = MetricsRenderer(state=state, lock=lock, registry=registry,

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     live_agent_limit: int = Field(default=5000, ge=0, le=1_000_000)
     # FULL survives power loss; NORMAL survives a crashed or killed process, and is faster.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    # The SQLite ledger never grows past this many bytes: writes then get 503 `ledger_full`, as
+    # on a full disk, and resume once pruning frees space. None: only the disk limits it.
+    sqlite_max_bytes: int | None = Field(default=None, ge=1024 * 1024)
     # Aggregates reach the ledger this often; a restart re-applies at most this much of events.
     checkpoint_seconds: float = Field(default=1.0, gt=0, le=3600)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)

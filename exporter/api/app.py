@@ -25,7 +25,12 @@ from exporter.api.stream import stream_router
 from exporter.events import Event, json_schema
 from exporter.ledger.store import PreparedRows
 from exporter.metrics import CONTENT_TYPE
-from exporter.pipeline import IngestResult, LedgerUnavailableError, PipelineBusyError
+from exporter.pipeline import (
+    IngestResult,
+    LedgerFullError,
+    LedgerUnavailableError,
+    PipelineBusyError,
+)
 from exporter.reads.stream import EventHub
 from exporter.service import Exporter
 from exporter.tokens import TokenRegistry
@@ -112,7 +117,7 @@ def create_app(exporter: Exporter, *, tokens: TokenRegistry) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready", summary="Readiness: the ledger answers")
+    @app.get("/ready", summary="Readiness: the ledger answers and takes writes")
     async def ready(request: Request) -> Response:
         try:
             await run_in_threadpool(exporter.ledger.ping)
@@ -120,6 +125,12 @@ def create_app(exporter: Exporter, *, tokens: TokenRegistry) -> FastAPI:
             exporter.telemetry.ledger_errors.labels("read").inc()
             raise ApiError(503, "ledger_unavailable", "the ledger does not answer",
                            [{"reason": str(error)}]) from None
+        failure = exporter.pipeline.write_failure
+        if failure is not None:
+            full = exporter.pipeline.write_failure_full
+            raise ApiError(503, "ledger_full" if full else "ledger_unwritable",
+                           "the ledger refuses writes" + (" for want of space" if full else ""),
+                           [{"reason": failure}])
         return JSONResponse({"status": "ready"}, headers={"X-Request-ID": request_id(request)})
 
     return app
@@ -135,6 +146,11 @@ async def _commit(exporter: Exporter, events: list[Event], received: float,
         raise ApiError(503, "ledger_unavailable", str(error)) from None
     try:
         return await asyncio.wrap_future(future)
+    except LedgerFullError as error:
+        raise ApiError(503, "ledger_full", "the ledger has no space for the batch (disk full or "
+                       "EXPORTER_SQLITE_MAX_BYTES); nothing was stored, retry with the same ids "
+                       "once space is freed", [{"reason": str(error)}],
+                       headers={"Retry-After": "30"}) from None
     except LedgerUnavailableError as error:
         raise ApiError(503, "ledger_unavailable", "the ledger refused the batch; nothing was "
                        "stored, retry with the same ids", [{"reason": str(error)}]) from None

@@ -8,14 +8,17 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 
 
-def make_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
-    """An engine with the pragmas the ledger's durability and speed rely on."""
+def make_engine(url: str, *, sqlite_synchronous: str = "FULL",
+                sqlite_max_bytes: int | None = None) -> Engine:
+    """An engine with the pragmas the ledger's durability and speed rely on; with
+    `sqlite_max_bytes`, SQLite refuses to grow the file past it (as a full disk would)."""
     if url.startswith("sqlite"):
         # Pooled connections keep SQLite's page cache (and the id index in it) warm.
         engine = create_engine(url, pool_size=4,
                                connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect",
-                     lambda connection, _record: _sqlite_pragmas(connection, sqlite_synchronous))
+                     lambda connection, _record: _sqlite_pragmas(connection, sqlite_synchronous,
+                                                                 sqlite_max_bytes))
         # pysqlite's own transaction handling would defer BEGIN; issue it ourselves. IMMEDIATE:
         # a transaction that reads and then writes would otherwise fail with "database is
         # locked" when the other writer (checkpoint or ingest) committed in between.
@@ -25,7 +28,7 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=4)
 
 
-def _sqlite_pragmas(connection: Any, synchronous: str) -> None:
+def _sqlite_pragmas(connection: Any, synchronous: str, max_bytes: int | None) -> None:
     assert isinstance(connection, sqlite3.Connection)
     connection.isolation_level = None
     cursor = connection.cursor()
@@ -37,4 +40,17 @@ def _sqlite_pragmas(connection: Any, synchronous: str) -> None:
     # page absorb many commits before it is copied back (measured: 70k -> 104k rows/s).
     cursor.execute("PRAGMA wal_autocheckpoint=16384")
     cursor.execute("PRAGMA foreign_keys=ON")
+    if max_bytes is not None:
+        page_size = cursor.execute("PRAGMA page_size").fetchone()[0]
+        cursor.execute(f"PRAGMA max_page_count={max(1, max_bytes // page_size)}")
     cursor.close()
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """The database refused a write for want of space: SQLite's SQLITE_FULL, PostgreSQL's
+    disk_full (SQLSTATE 53100)."""
+    original = getattr(error, "orig", error)
+    if isinstance(original, sqlite3.OperationalError):
+        return "full" in str(original).lower()
+    return getattr(original, "sqlstate", None) == "53100" or getattr(
+        original, "pgcode", None) == "53100"
