@@ -4,7 +4,7 @@ or one self-contained HTML file (exporter/report_html.py), for a person or a mai
 A client of the read API like `top` (`--url`, `--token`, a `viewer` token is enough). Without
 `--at` the period is the last complete one (yesterday, last week, last month), which is what a
 report sent by cron in the morning should show; `--at DATE` reports the period holding DATE,
-the current one included (then marked in progress). Every amount comes from `/api/v1/costs`,
+the current one included (then marked in progress). The spend figures come from `/api/v1/costs`,
 which sums the ledger's per-day figures, so the report's totals equal orchestrator_cost_usd_total
 over the same days (docs/reports.md).
 """
@@ -25,12 +25,12 @@ from typing import Any, Final
 
 import httpx
 
-from exporter.budgets import period_bounds
+from exporter.budgets import SECONDS_PER_DAY, period_bounds
+from exporter.config import PERIODS
 from exporter.ctl import add_connection_flags, api_client, error_text, exporter_url
 from exporter.reads.budgets import budget_state
 from exporter.terminal import usd
 
-PERIODS: Final = ("day", "week", "month")
 DIMENSIONS: Final = ("role", "model", "task_type", "workflow")
 DIMENSION_TITLES: Final = {"role": "role", "model": "model", "task_type": "task type",
                            "workflow": "workflow"}
@@ -40,7 +40,6 @@ TOP: Final = 10
 AGENT_PAGE: Final = 1_000
 AGENT_SCAN: Final = 10_000
 DESCRIPTION_CHARS: Final = 120
-DAY: Final = 86_400
 
 
 class ReportError(Exception):
@@ -73,7 +72,7 @@ class Period:
 
     @property
     def last_day(self) -> str:
-        return _date(self.end - DAY)
+        return _date(self.end - SECONDS_PER_DAY)
 
     @property
     def name(self) -> str:
@@ -217,21 +216,19 @@ def read_report(client: httpx.Client, period: Period, *, url: str,
     """Read the report of `period` (and the previous period, for trends). Raises ReportError."""
     generated_at = time.time() if now is None else now
     reader, previous = Reader(client), period.previous()
-    by: dict[str, list[Line]] = {}
-    answers: dict[str, dict[str, Any]] = {}
-    for dimension in DIMENSIONS:
-        answers[dimension] = reader.costs(dimension, period)
-        by[dimension] = _compared(dimension, answers[dimension]["items"],
-                                  reader.costs(dimension, previous)["items"])
-    before = reader.costs("role", previous)
+    now_by = {dimension: reader.costs(dimension, period) for dimension in DIMENSIONS}
+    before_by = {dimension: reader.costs(dimension, previous) for dimension in DIMENSIONS}
+    by = {dimension: _compared(dimension, now_by[dimension]["items"],
+                               before_by[dimension]["items"]) for dimension in DIMENSIONS}
+    # Every dimension sums to the same total; role is the one every usage event has.
     total = Line("total", sum(line.cost_usd for line in by["role"]),
                  sum(line.tokens for line in by["role"]),
-                 sum(float(item["cost_usd"]) for item in before["items"]))
+                 sum(line.previous_usd or 0.0 for line in by["role"]))
     return Report(
         period=period, previous=previous, generated_at=generated_at, url=url, total=total, by=by,
         days=_days(period, reader.costs("day", period)["items"], generated_at),
-        completed=_completed(answers["role"]["per_completed_task"],
-                             before["per_completed_task"]),
+        completed=_completed(now_by["role"]["per_completed_task"],
+                             before_by["role"]["per_completed_task"]),
         budgets=[BudgetLine(budget, _spent(reader, period, budget["scope"]))
                  for budget in reader.get("/api/v1/budgets", {})["items"]],
         tasks=reader.tasks(period), agents=reader.agents(period))
@@ -264,7 +261,7 @@ def _days(period: Period, items: list[dict[str, Any]], now: float) -> list[Line]
         item = spent.get(_date(day))
         lines.append(Line(_date(day), float(item["cost_usd"]) if item else 0.0,
                           _tokens(item) if item else 0))
-        day += DAY
+        day += SECONDS_PER_DAY
     return lines
 
 

@@ -37,7 +37,7 @@ from exporter.report import (
 from exporter.terminal import usd
 
 WIDTH: Final = 680  # SVG user units; the charts scale to the page's width
-LABEL_WIDTH: Final = 170
+LABEL_WIDTH: Final = 190
 VALUE_WIDTH: Final = 90
 ROW_HEIGHT: Final = 26
 LABEL_CHARS: Final = 24
@@ -137,13 +137,13 @@ def _section(title: str, *parts: str) -> str:
 def _cards(report: Report) -> str:
     total = report.total
     change = total.change_usd
-    trend = "" if change is None or round(change, 9) == 0 else (" up" if change > 0 else " down")
+    trend = _direction(total)
+    ratio = "" if total.change_ratio is None else f" ({_e(percent(total.change_ratio))})"
     cards = [
         ("total", f'<span id="total-usd" data-usd="{total.cost_usd:.9f}">'
                   f"{_e(usd(total.cost_usd))}</span>"),
         ("previous period", _e(usd_or_dash(total.previous_usd))),
-        ("change", f'<span class="{trend.strip()}">{_e(signed(change))} '
-                   f"({_e(percent(total.change_ratio))})</span>"),
+        ("change", f'<span class="{trend}">{_e(signed(change))}{ratio}</span>'),
         ("tokens", f"{total.tokens:,}"),
     ]
     for item in report.completed:
