@@ -541,6 +541,7 @@ def _day(text: str) -> datetime.date:
 def renderer(form: str) -> Callable[[Report], str]:
     """The function that writes a report in `form` (md, csv, html)."""
     if form == "html":
+        # Imported here: report_html builds on this module's rows and formats.
         from exporter.report_html import render_html
         return render_html
     return render_csv if form == "csv" else render_markdown
