@@ -63,6 +63,13 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--name", required=True, help="shown in the audit trail")
     token.add_argument("--role", required=True, choices=("viewer", "operator", "ingest",
                                                           "admin"))
+    backup_command = commands.add_parser("backup", help="copy the SQLite ledger, consistent "
+                                         "while the exporter serves")
+    backup_command.add_argument("file", help="the new backup file")
+    _database_flag(backup_command)
+    restore_command = commands.add_parser("restore", help="copy a backup into an empty ledger")
+    restore_command.add_argument("file", help="a file `backup` wrote")
+    _database_flag(restore_command)
     prices = commands.add_parser("prices", help="the models the ledger has seen, their prices, "
                                  "and the unpriced ones")
     _database_flag(prices)
@@ -119,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return terminal.run(arguments)
         if arguments.command == "report":
             return report.run(arguments)
+        if arguments.command in ("backup", "restore"):
+            return _backup_or_restore(arguments, _settings(arguments, ("database_url",)))
         if arguments.command == "prices":
             return _prices(_settings(arguments, ("database_url", "config_file")), arguments)
         if arguments.command == "token":
@@ -146,6 +155,22 @@ def _demo(arguments: argparse.Namespace) -> int:
     token = arguments.token or os.environ.get("EXPORTER_ADMIN_TOKEN")
     return main_demo(arguments.url, token, seed=arguments.seed, rate=arguments.rate,
                      scenario=arguments.scenario, duration=arguments.duration)
+
+
+def _backup_or_restore(arguments: argparse.Namespace, settings: Settings) -> int:
+    from exporter.backup import BackupError, backup, restore
+
+    file = Path(arguments.file)
+    try:
+        if arguments.command == "backup":
+            pages = backup(settings.database_url, file)
+            print(f"backed up {pages} pages to {file}")
+        else:
+            pages = restore(file, settings.database_url)
+            print(f"restored {pages} pages from {file}; start the exporter on this ledger")
+    except BackupError as error:
+        return _fail(str(error))
+    return 0
 
 
 def _prices(settings: Settings, arguments: argparse.Namespace) -> int:
