@@ -49,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--demo-rate", type=float, default=20.0, help="demo events per second")
     serve.add_argument("--demo-seed", type=int, default=42)
     serve.add_argument("--demo-scenario", default=None)
+    serve.add_argument("--demo-history", type=float, default=0.0, metavar="DAYS",
+                       help="before serving, replay DAYS days of a quieter demo fleet up to now")
+    serve.add_argument("--demo-history-openmetrics", type=Path, default=None, metavar="FILE",
+                       help="write that history's counters to FILE as OpenMetrics, for "
+                       "promtool tsdb create-blocks-from openmetrics")
     migrate_command = commands.add_parser("migrate", help="bring the ledger schema up to date")
     _database_flag(migrate_command)
     demo = commands.add_parser("demo", help="drive a simulated fleet through the HTTP API")
@@ -319,6 +324,12 @@ def _start_demo(exporter: Any, arguments: argparse.Namespace,
         if events:
             exporter.pipeline.submit(events, time.time()).result()
 
+    if arguments.demo_history > 0:  # before the server listens: no scrape sees it half-done
+        from exporter.demo import backfill_history
+
+        sent = backfill_history(sink, days=arguments.demo_history, seed=arguments.demo_seed,
+                                end=time.time(), openmetrics=arguments.demo_history_openmetrics)
+        log.info("demo history: %d events over %g days", sent, arguments.demo_history)
     thread = threading.Thread(target=run_demo, name="demo-fleet", daemon=True, kwargs={
         "sink": sink, "seed": arguments.demo_seed, "rate": arguments.demo_rate,
         "scenario": arguments.demo_scenario, "stop": stop})

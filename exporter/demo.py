@@ -23,7 +23,9 @@ import itertools
 import logging
 import math
 import random
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections import deque
@@ -32,13 +34,18 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
 from exporter.client import ExporterClient, QueueFullError
 from exporter.demo_sources import RealSources
-from exporter.events import EVENT_TYPES
+from exporter.events import EVENT_TYPES, validate_batch
+from exporter.metrics import format_value
 from exporter.pricing import NANO_PER_USD, PriceTable, load_price_table
+from exporter.series import label_text
+from exporter.settings import Settings
+from exporter.state import FleetState
 
 logger = logging.getLogger(__name__)
 
@@ -316,6 +323,11 @@ class DemoFleet:
     `scenario_start` defaults to SCENARIO_START_SECONDS. Ids of events, agents, tasks and runs
     are derived from the seed, the source and the start time, so a restarted demo never
     collides with an earlier one in the exporter's ledger.
+
+    `load(now)`, if given, scales the arrivals of tasks, research tasks and workflow runs (1: as
+    `rate` says). A fleet that is not `live` replays the past: it sends no `metrics.update`
+    snapshots (they describe the moment they are sent) and none of the real orchestrators'
+    shapes (their cadence is their own, and they would triple the events of a quiet history).
     """
 
     def __init__(
@@ -327,6 +339,8 @@ class DemoFleet:
         source: str = "demo",
         start_time: float | None = None,
         scenario_start: float | None = None,
+        load: Callable[[float], float] | None = None,
+        live: bool = True,
     ) -> None:
         if not rate > 0:
             raise ValueError("rate must be positive")
@@ -340,6 +354,8 @@ class DemoFleet:
         if scenario_start is None:
             scenario_start = SCENARIO_START_SECONDS[scenario] if scenario else 0.0
         self.scenario_start = scenario_start
+        self.load = load
+        self.live = live
         self._random = random.Random(seed)
         self._prices: PriceTable = load_price_table()
         self._governor = _Governor()
@@ -358,6 +374,7 @@ class DemoFleet:
         self._spike = False
         self._burst = False
         self._stopped = False
+        self._real: RealSources | None = None
 
     # Public API.
 
@@ -385,7 +402,8 @@ class DemoFleet:
         """
         events = self.step(now)
         self._now = max(self._now, now)
-        self._real.shutdown()
+        if self._real is not None:
+            self._real.shutdown()
         for task in list(self._tasks.values()):
             self._end_task(task, "cancelled")
         for run in list(self._runs.values()):
@@ -419,11 +437,12 @@ class DemoFleet:
         self._tag = digest.hexdigest()
         self._at(1.0, self._arrive_task)
         self._at(2.0, self._arrive_run)
-        self._at(5.0, self._metrics_update)
         self._at(8.0, self._research_task)
-        self._real = RealSources(seed=self.seed, tag=self._tag, now=lambda: self._now,
-                                 at=self._at, emit=self._emit_foreign)
-        self._real.begin()
+        if self.live:
+            self._at(5.0, self._metrics_update)
+            self._real = RealSources(seed=self.seed, tag=self._tag, now=lambda: self._now,
+                                     at=self._at, emit=self._emit_foreign)
+            self._real.begin()
         self._at(20.0, partial(self._log, "critical", "Claude API overloaded (529); new agents "
                                "paused for 5 s", "dotted"))
         self._opening()
@@ -480,19 +499,22 @@ class DemoFleet:
 
     # Background: arrivals, snapshots.
 
+    def _load(self) -> float:
+        return 1.0 if self.load is None else self.load(self._now)
+
     def _arrive_task(self) -> None:
         self._submit_task(self._pick(tuple((name, weight) for name, weight, _ in _TASK_TYPES)))
-        self._at(self._random.expovariate(self.rate * _TASK_SHARE / _EVENTS_PER_TASK),
-                 self._arrive_task)
+        rate = self.rate * self._load() * _TASK_SHARE / _EVENTS_PER_TASK
+        self._at(self._random.expovariate(rate), self._arrive_task)
 
     def _arrive_run(self) -> None:
         self._start_run(self._random.choice(sorted(_WORKFLOWS)))
-        self._at(self._random.expovariate(self.rate * _RUN_SHARE / _EVENTS_PER_RUN),
-                 self._arrive_run)
+        rate = self.rate * self._load() * _RUN_SHARE / _EVENTS_PER_RUN
+        self._at(self._random.expovariate(rate), self._arrive_run)
 
     def _research_task(self) -> None:
         self._submit_task("research", complexity="complex")
-        self._at(self._random.uniform(15 * 60, 25 * 60), self._research_task)
+        self._at(self._random.uniform(15 * 60, 25 * 60) / self._load(), self._research_task)
 
     def _metrics_update(self) -> None:
         running = sum(1 for task in self._tasks.values() if task.running)
@@ -1095,6 +1117,132 @@ def _orchestr8(event_type: str, fields: dict[str, object], workflow: str | None,
         event["stepId"] = fields["step_id"]
     event["data"] = data
     return event
+
+
+
+# The history: the fleet of the past days, replayed at a simulated clock (serve --demo-history).
+
+# A quiet fleet, so that a day takes a fraction of a second to simulate and ingest (about 8,000
+# events on a busy day), not the 1.7 million of the live demo's default rate.
+HISTORY_RATE: Final = 0.05
+# The counters are written as a scrape every 15 minutes would have read them: enough samples for
+# the History rules' increase over an hour, and a file of tens of megabytes for a month.
+HISTORY_SCRAPE_SECONDS: Final = 900.0
+_HISTORY_BATCH_EVENTS: Final = 5_000
+# The default exporter's cap, so the history's labels are those the live exporter shows.
+_LABEL_VALUE_LIMIT: Final = Settings.model_fields["label_value_limit"].default
+_DAY_SECONDS: Final = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryLoad:
+    """How busy the fleet of the past is at a time, from 0 to 1: busier in working hours (08:00
+    to 18:00 UTC) and on weekdays, and growing, half as busy 60 days before `end`, so the
+    History dashboard has a day, a week and a trend to show."""
+
+    end: float
+
+    def __call__(self, timestamp: float) -> float:
+        moment = datetime.fromtimestamp(timestamp, UTC)
+        hours = 1.0 if 8 <= moment.hour < 18 else 0.3
+        weekday = 1.0 if moment.weekday() < 5 else 0.35
+        return hours * weekday * math.pow(0.5, (self.end - timestamp) / (60 * _DAY_SECONDS))
+
+
+def backfill_history(
+    sink: Callable[[list[DemoEvent]], object],
+    *,
+    days: float,
+    seed: int,
+    end: float,
+    openmetrics: Path | None = None,
+) -> int:
+    """Replay the `days` days before `end` of a quiet fleet (HISTORY_RATE, at HistoryLoad) and
+    pass its events to `sink` in batches, its wind-down included: nothing of it stays running.
+
+    With `openmetrics`, also write there the counters the History rules read, as a scrape
+    every HISTORY_SCRAPE_SECONDS would have found them in an exporter that counted these events
+    alone, for `promtool tsdb create-blocks-from openmetrics`. The file appears whole. Returns
+    the number of events.
+    """
+    start = end - days * _DAY_SECONDS
+    fleet = DemoFleet(seed=seed, rate=HISTORY_RATE, start_time=start, load=HistoryLoad(end),
+                      live=False)
+    scrapes = _ScrapeHistory(openmetrics) if openmetrics is not None else None
+    pending: list[DemoEvent] = []
+    sent = 0
+    moment = start
+    while moment < end:
+        moment = min(moment + HISTORY_SCRAPE_SECONDS, end)
+        events = fleet.step(moment) if moment < end else fleet.shutdown(end)
+        if scrapes is not None:
+            scrapes.record(events, moment)
+        pending.extend(events)
+        if pending and (len(pending) >= _HISTORY_BATCH_EVENTS or moment >= end):
+            sink(pending)
+            sent, pending = sent + len(pending), []
+    if scrapes is not None:
+        scrapes.finish()
+    return sent
+
+
+class _ScrapeHistory:
+    """Counts the events in a fleet state of its own and keeps, timestamped, what the exporter's
+    /metrics would show at each moment of the counters the History rules read (spend, agents
+    created, tasks ended, task cost), as OpenMetrics. The task-cost histogram goes without its
+    buckets, which those rules do not read: its sum and count make a summary without quantiles,
+    and the file a third of the size.
+
+    OpenMetrics wants each family whole, while the moments come one after the other: each
+    family gathers in a file of its own in a temporary directory until `finish` joins them.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._state = FleetState(prices=load_price_table(), budgets=(),
+                                 label_value_limit=_LABEL_VALUE_LIMIT)
+        families = self._state.families
+        self._counters = (families.cost, families.agents_created, families.tasks)
+        self._summaries = (families.task_cost,)
+        self._directory = tempfile.TemporaryDirectory(prefix="demo-history-")
+        self._parts: dict[str, Path] = {}
+        for family in self._counters:
+            # An OpenMetrics counter family is named without its samples' _total.
+            self._part(family.name, f"{family.name.removesuffix('_total')} counter")
+        for summary in self._summaries:
+            self._part(summary.name, f"{summary.name} summary")
+
+    def _part(self, name: str, type_line: str) -> None:
+        part = self._parts[name] = Path(self._directory.name) / name
+        part.write_text(f"# TYPE {type_line}\n", encoding="utf-8")
+
+    def record(self, raws: list[DemoEvent], moment: float) -> None:
+        events, problems = validate_batch(list(raws), moment)
+        if problems:
+            raise ValueError(f"the demo made invalid events: {problems[:3]}")
+        self._state.apply_all(events)
+        stamp = f" {moment:.3f}\n"
+        for counter in self._counters:
+            with self._parts[counter.name].open("a", encoding="utf-8") as part:
+                part.writelines(
+                    f"{counter.name}{label_text(counter.labelnames, labels)} "
+                    f"{format_value(value / counter.scale if counter.scale != 1 else value)}"
+                    f"{stamp}" for labels, value in counter.values.items())
+        for summary in self._summaries:
+            with self._parts[summary.name].open("a", encoding="utf-8") as part:
+                for labels, histogram in summary.values.items():
+                    text = label_text(summary.labelnames, labels)
+                    part.write(f"{summary.name}_sum{text} {format_value(histogram.sum)}{stamp}"
+                               f"{summary.name}_count{text} {histogram.count}{stamp}")
+
+    def finish(self) -> None:
+        partial_path = self.path.with_name(self.path.name + ".partial")
+        with self._directory, partial_path.open("w", encoding="utf-8") as out:
+            for part in self._parts.values():
+                with part.open(encoding="utf-8") as source:
+                    shutil.copyfileobj(source, out)
+            out.write("# EOF\n")
+        partial_path.replace(self.path)
 
 
 def run_demo(
