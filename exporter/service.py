@@ -18,6 +18,7 @@ from exporter.ledger import Ledger, make_engine, migrate
 from exporter.metrics import MetricsRenderer
 from exporter.pipeline import IngestPipeline
 from exporter.pricing import load_price_table
+from exporter.retention import Pruner, RetentionThread
 from exporter.settings import Settings
 from exporter.state import FleetState
 from exporter.telemetry import QueuedCommands, Telemetry
@@ -41,6 +42,7 @@ class Exporter:
     lock: threading.Lock
     enforcer: BudgetEnforcer
     budgets: BudgetBook
+    retention: RetentionThread | None = None
 
     def start(self) -> None:
         """Migrate the ledger, restore the counters from it, start the writer."""
@@ -50,12 +52,16 @@ class Exporter:
         replayed = self.pipeline.recover()
         self.pipeline.start()
         self.enforcer.start()
+        if self.retention is not None:
+            self.retention.start()
         log.info("ledger ready in %.2f s: %d live agents, %d tasks in flight, %d events "
                  "applied after the last checkpoint", time.perf_counter() - started,
                  len(self.state.live), len(self.state.tasks), replayed)
 
     def close(self) -> None:
         """Commit what is queued and release the database."""
+        if self.retention is not None:
+            self.retention.stop()
         self.enforcer.stop()
         self.pipeline.stop()
         self.ledger.close()
@@ -84,7 +90,10 @@ def build_exporter(settings: Settings, *, registry: CollectorRegistry | None = N
     enforcer = BudgetEnforcer(state=state, lock=lock, queue=commands, audit=audit)
     budgets = BudgetBook(config_budgets=config.budgets, ledger=ledger, pipeline=pipeline,
                          state=state, release=enforcer.release)
+    retention = None if not settings.retention_days else RetentionThread(
+        Pruner(ledger.engine, archive_dir=settings.archive_dir), days=settings.retention_days,
+        archive_days=settings.archive_days, interval=settings.retention_interval_seconds)
     return Exporter(settings=settings, config=config, ledger=ledger, state=state,
                     pipeline=pipeline, renderer=renderer, telemetry=telemetry,
                     commands=commands, audit=audit, lock=lock, enforcer=enforcer,
-                    budgets=budgets)
+                    budgets=budgets, retention=retention)

@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     # The SQLite ledger never grows past this many bytes: writes then get 503 `ledger_full`, as
     # on a full disk, and resume once pruning frees space. None: only the disk limits it.
     sqlite_max_bytes: int | None = Field(default=None, ge=1024 * 1024)
+    # Raw events and ended agents, tasks and runs older than this leave the ledger (counters and
+    # per-day sums stay); 0 keeps everything. With an archive directory, pruned events are first
+    # written there as gzip NDJSON per day, and archive files older than archive_days removed.
+    retention_days: int = Field(default=90, ge=0, le=36_500)
+    archive_dir: Path | None = None
+    archive_days: int = Field(default=365, ge=1, le=36_500)
+    retention_interval_seconds: float = Field(default=3600.0, gt=0, le=86_400)
     # Aggregates reach the ledger this often; a restart re-applies at most this much of events.
     checkpoint_seconds: float = Field(default=1.0, gt=0, le=3600)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)

@@ -247,7 +247,10 @@ class Ledger:
             if hash_ is None:
                 fresh.append(True)
                 continue
-            earlier = stored_ids[known[hash_]] if hash_ in known else batch_ids.get(hash_, event.id)
+            # An id whose event was pruned (retention) keeps its hash in event_ids, not its text:
+            # the hash alone says it was seen.
+            earlier = stored_ids.get(known[hash_], event.id) if hash_ in known \
+                else batch_ids.get(hash_, event.id)
             if earlier != event.id:  # two ids share one 64-bit hash
                 collisions.append(index)
             fresh.append(hash_ not in known and hash_ not in batch_ids and earlier == event.id)

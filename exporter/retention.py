@@ -1,0 +1,204 @@
+"""Retention: raw events and ended entities older than the retention period leave the ledger.
+
+Counters, histograms and the per-day cost and token sums are never pruned, so no metric ever
+decreases and /costs keeps every day. Events go in small chunks in ledger order, each its own
+short transaction, with a pause between chunks, so ingest and scrapes never wait long; only
+events the last checkpoint includes are pruned (a restart never needs them). With an archive
+directory, each chunk is first appended to a gzip NDJSON file per day (the day the exporter
+received the events), in the stored canonical form, so `zcat | POST /api/v1/events` restores
+them elsewhere.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import Engine, and_, delete, or_, select
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from exporter.budgets import SECONDS_PER_DAY
+from exporter.events import TERMINAL_AGENT_STATUSES
+from exporter.ledger import schema
+
+log = logging.getLogger(__name__)
+
+CHUNK: Final = 5_000
+PAUSE_SECONDS: Final = 0.05
+ARCHIVE_PREFIX: Final = "events-"
+ARCHIVE_SUFFIX: Final = ".ndjson.gz"
+
+
+@dataclass(slots=True)
+class PruneResult:
+    events: int = 0
+    agents: int = 0
+    tasks: int = 0
+    runs: int = 0
+    steps: int = 0
+    archive_files: set[str] = field(default_factory=set)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"events": self.events, "agents": self.agents, "tasks": self.tasks,
+                "runs": self.runs, "steps": self.steps,
+                "archive_files": sorted(self.archive_files)}
+
+
+def archive_name(received: float) -> str:
+    return ARCHIVE_PREFIX + time.strftime("%Y-%m-%d", time.gmtime(received)) + ARCHIVE_SUFFIX
+
+
+class Pruner:
+    """Removes what is older than a cutoff; `stop` interrupts it between chunks."""
+
+    def __init__(self, engine: Engine, *, archive_dir: Path | None = None, chunk: int = CHUNK,
+                 pause: float = PAUSE_SECONDS) -> None:
+        self.engine = engine
+        self.archive_dir = archive_dir
+        self.chunk = chunk
+        self.pause = pause
+
+    def prune(self, before: float, stop: threading.Event | None = None) -> PruneResult:
+        result = PruneResult()
+        self._events(before, result, stop)
+        self._entities(before, result)
+        return result
+
+    def _events(self, before: float, result: PruneResult, stop: threading.Event | None) -> None:
+        events = schema.events
+        with self.engine.connect() as connection:
+            limit = connection.execute(select(schema.checkpoint.c.applied_seq)).scalar() or 0
+        after = 0
+        while stop is None or not stop.is_set():
+            with self.engine.connect() as connection:
+                rows = connection.execute(
+                    select(events.c.seq, events.c.received, events.c.payload)
+                    .where(events.c.seq > after, events.c.seq <= limit)
+                    .order_by(events.c.seq).limit(self.chunk)).all()
+            old = [(seq, received, bytes(payload)) for seq, received, payload in rows
+                   if received < before]
+            if old:
+                self._archive(old, result)
+                seqs = [seq for seq, _received, _payload in old]
+                with self.engine.begin() as connection:
+                    if self.engine.dialect.name == "sqlite":
+                        # Their ids stay known (ledger/dedup.py): a resend is still a duplicate.
+                        connection.execute(sqlite_insert(schema.event_ids).from_select(
+                            ["id_hash", "seq"], select(events.c.id_hash, events.c.seq).where(
+                                events.c.seq.in_(seqs), events.c.id_hash.is_not(None)))
+                            .on_conflict_do_nothing(index_elements=["id_hash"]))
+                    connection.execute(delete(events).where(events.c.seq.in_(seqs)))
+                result.events += len(old)
+            if len(rows) < self.chunk:
+                return
+            after = rows[-1][0]
+            time.sleep(self.pause)
+
+    def _archive(self, rows: Sequence[tuple[int, float, bytes]], result: PruneResult) -> None:
+        if self.archive_dir is None:
+            return
+        self.archive_dir.mkdir(parents=True, exist_ok=True)
+        by_day: dict[str, list[bytes]] = {}
+        for _seq, received, payload in rows:
+            by_day.setdefault(archive_name(received), []).append(payload)
+        for name, payloads in by_day.items():
+            path = self.archive_dir / name
+            # Appending adds a gzip member; readers (zcat, gzip.open) read them all in turn.
+            with path.open("ab") as raw, gzip.GzipFile(fileobj=raw, mode="wb") as archive:
+                archive.write(b"\n".join(payloads) + b"\n")
+                archive.flush()
+                raw.flush()
+                os.fsync(raw.fileno())
+            result.archive_files.add(name)
+
+    def _entities(self, before: float, result: PruneResult) -> None:
+        agents, tasks = schema.agents, schema.tasks
+        runs, steps = schema.workflow_runs, schema.steps
+        ended_agent = and_(or_(agents.c.deleted.is_(True),
+                               agents.c.status.in_(sorted(TERMINAL_AGENT_STATUSES))),
+                           agents.c.last_activity < before)
+        result.agents += self._delete_keys(agents, ("source", "agent_id"), ended_agent)
+        result.tasks += self._delete_keys(tasks, ("source", "task_id"),
+                                          tasks.c.ended_at < before)
+        while True:  # a run and its steps go together, a chunk of runs per transaction
+            with self.engine.begin() as connection:
+                found = connection.execute(select(runs.c.source, runs.c.run_id).where(
+                    runs.c.ended_at < before).limit(self.chunk)).all()
+                for source, run_id in found:
+                    result.steps += connection.execute(delete(steps).where(
+                        steps.c.source == source, steps.c.run_id == run_id)).rowcount
+                    connection.execute(delete(runs).where(runs.c.source == source,
+                                                          runs.c.run_id == run_id))
+            result.runs += len(found)
+            if len(found) < self.chunk:
+                return
+            time.sleep(self.pause)
+
+    def _delete_keys(self, table: Any, keys: tuple[str, str], condition: Any) -> int:
+        deleted = 0
+        while True:
+            with self.engine.begin() as connection:
+                found = connection.execute(select(*(table.c[key] for key in keys))
+                                           .where(condition).limit(self.chunk)).all()
+                for first, second in found:
+                    connection.execute(delete(table).where(table.c[keys[0]] == first,
+                                                           table.c[keys[1]] == second))
+            deleted += len(found)
+            if len(found) < self.chunk:
+                return deleted
+            time.sleep(self.pause)
+
+
+def expire_archive(archive_dir: Path, keep_days: int, now: float) -> list[str]:
+    """Remove archive files of days more than `keep_days` before `now`; their names."""
+    if not archive_dir.is_dir():
+        return []
+    oldest = archive_name(now - keep_days * SECONDS_PER_DAY)
+    removed = []
+    for path in sorted(archive_dir.glob(ARCHIVE_PREFIX + "*" + ARCHIVE_SUFFIX)):
+        if path.name < oldest:
+            path.unlink()
+            removed.append(path.name)
+    return removed
+
+
+class RetentionThread:
+    """Prunes in the background every `interval` seconds: what is older than `days`."""
+
+    def __init__(self, pruner: Pruner, *, days: int, archive_days: int, interval: float,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.pruner = pruner
+        self.days = days
+        self.archive_days = archive_days
+        self.interval = interval
+        self.clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                now = self.clock()
+                result = self.pruner.prune(now - self.days * SECONDS_PER_DAY, self._stop)
+                if self.pruner.archive_dir is not None:
+                    expire_archive(self.pruner.archive_dir, self.archive_days, now)
+                if result.events or result.agents or result.tasks or result.runs:
+                    log.info("retention pruned %s", result.as_dict())
+            except Exception:  # the ledger is busy or refusing: try again next time
+                log.exception("retention failed; retrying in %.0f s", self.interval)
