@@ -268,7 +268,8 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
     demo = _start_demo(exporter, arguments, stop_demo) if arguments.demo else None
     app = create_app(exporter, tokens=tokens)
     server = _server(app, settings)
-    log.info("serving on http://%s:%d (metrics at /metrics)", settings.host, settings.port)
+    log.info("serving on %s://%s:%d (metrics at /metrics)",
+             "https" if settings.tls_cert_file else "http", settings.host, settings.port)
     # uvicorn shuts down gracefully on SIGTERM or SIGINT, then raises the signal again against
     # the handlers it found; with the defaults that killed the process before the final
     # checkpoint below, and the next start re-applied every event since the last one.
@@ -299,7 +300,8 @@ def _server(app: Any, settings: Settings) -> Any:
 
     return StreamClosingServer(uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=settings.log_level,
-        access_log=False, timeout_graceful_shutdown=GRACEFUL_SECONDS))
+        access_log=False, timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        ssl_certfile=settings.tls_cert_file, ssl_keyfile=settings.tls_key_file))
 
 
 def _settle_heap() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     archive_dir: Path | None = None
     archive_days: int = Field(default=365, ge=1, le=36_500)
     retention_interval_seconds: float = Field(default=3600.0, gt=0, le=86_400)
+    # Native TLS: both files, PEM (docs/operations.md); neither serves plain HTTP.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
     # Aggregates reach the ledger this often; a restart re-applies at most this much of events.
     checkpoint_seconds: float = Field(default=1.0, gt=0, le=3600)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
@@ -64,6 +67,15 @@ class Settings(BaseSettings):
     stream_buffer_events: int = Field(default=10_000, ge=100, le=1_000_000)
     stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=3600)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("EXPORTER_TLS_CERT_FILE and EXPORTER_TLS_KEY_FILE go together")
+        for path in (self.tls_cert_file, self.tls_key_file):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path} is not a file")
+        return self
 
     @field_validator("database_url")
     @classmethod
