@@ -3,6 +3,7 @@ only, with the documented self-signed certificate recipe."""
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 import sys
 import time
@@ -38,7 +39,8 @@ def test_https_with_a_self_signed_certificate(tmp_path: Path):
             "EXPORTER_TLS_CERT_FILE": str(cert), "EXPORTER_TLS_KEY_FILE": str(key)}))
     process.start()
     try:
-        with httpx.Client(verify=str(cert), timeout=10) as client:
+        with httpx.Client(verify=ssl.create_default_context(cafile=str(cert)),
+                          timeout=10) as client:
             deadline = time.monotonic() + 30
             while True:
                 try:
