@@ -106,7 +106,9 @@ def create_app(exporter: Exporter, *, tokens: TokenRegistry) -> FastAPI:
     async def schema() -> dict[str, object]:
         return json_schema()
 
-    @app.get("/metrics", summary="Prometheus exposition", dependencies=metrics_guard)
+    @app.get("/metrics", summary="Prometheus exposition", dependencies=metrics_guard,
+             response_class=Response, responses={200: {"content": {CONTENT_TYPE: {
+                 "schema": {"type": "string"}}}}})
     async def metrics() -> Response:
         started = time.perf_counter()
         body = await run_in_threadpool(exporter.renderer.render)

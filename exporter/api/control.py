@@ -201,7 +201,7 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
     async def list_commands(
             status: Status | None = None,
             kind: Kind | None = None,
-            cursor: int = Query(0, ge=0),
+            cursor: int = Query(0, ge=0, le=2**62),
             limit: int = Query(100, ge=1, le=500),
             _token: Token = may_read) -> dict[str, Any]:
         items, next_cursor = await run_in_threadpool(
@@ -279,13 +279,15 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
                                         exporter.lock, dimensions, time.time())
         return {"allowed": not names, "budgets": names}
 
-    @router.get("/audit", summary="The audit trail, oldest first (JSON, or NDJSON to export)")
+    @router.get("/audit", summary="The audit trail, oldest first (JSON, or NDJSON to export)",
+                responses={200: {"content": {"application/x-ndjson": {
+                    "schema": {"type": "string"}}}}})
     async def audit_trail(
             action: str | None = Query(None, max_length=64),
             token_name: str | None = Query(None, alias="token", max_length=64),
             since: float | None = Query(None, ge=0),
             until: float | None = Query(None, ge=0),
-            cursor: int = Query(0, ge=0),
+            cursor: int = Query(0, ge=0, le=2**62),
             limit: int = Query(100, ge=1, le=1000),
             format: Literal["json", "ndjson"] = "json",
             _token: Token = may_admin) -> Response:

@@ -7,17 +7,17 @@ import uuid
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse as StarletteJSONResponse
 
 log = logging.getLogger(__name__)
 
 
-class JSONResponse(Response):
-    """JSON rendered by orjson (FastAPI 0.165 deprecates its own ORJSONResponse)."""
-
-    media_type = "application/json"
+class JSONResponse(StarletteJSONResponse):
+    """JSON rendered by orjson (FastAPI 0.165 deprecates its own ORJSONResponse). A subclass
+    of Starlette's, so that FastAPI documents a route's response model as its 200 schema."""
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)

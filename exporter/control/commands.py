@@ -99,9 +99,10 @@ def parse_command(body: object, *, args_size: int) -> CommandRequest:
     unknown = sorted(set(body) - {"kind", "target", "args", "ttl_seconds", "idempotency_key"})
     problems += [{"field": name, "reason": "unknown field"} for name in unknown]
     kind = body.get("kind")
-    if kind not in TARGETS:
+    if not isinstance(kind, str) or kind not in TARGETS:
         problems.append({"field": "kind", "reason": "must be one of " + ", ".join(KINDS)})
-    target = _target(str(kind), body.get("target", {}), problems) if kind in TARGETS else {}
+    target = _target(kind, body.get("target", {}), problems) \
+        if isinstance(kind, str) and kind in TARGETS else {}
     args = body.get("args", {})
     if not isinstance(args, dict):
         problems.append({"field": "args", "reason": "must be an object"})
