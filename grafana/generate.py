@@ -16,7 +16,7 @@ from grafana_foundation_sdk.builders import dashboard as dashboard_builders
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
 from grafana import skeleton
-from grafana.views import agents, costs, explore, exporter_health, fleet, workflows
+from grafana.views import agents, costs, explore, exporter_health, fleet, history, workflows
 
 DASHBOARDS_DIR: Final = Path(__file__).parent / "dashboards"
 
@@ -27,6 +27,7 @@ VIEWS: Final[dict[str, Callable[[], dashboard_builders.Dashboard]]] = {
     "agents.json": agents.dashboard,
     "workflows.json": workflows.dashboard,
     "costs.json": costs.dashboard,
+    "history.json": history.dashboard,
     "exporter-health.json": exporter_health.dashboard,
     "explore.json": explore.dashboard,
 }

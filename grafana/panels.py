@@ -7,7 +7,7 @@ tagged) are kept in one place.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol, Self, TypeVar
 
 from grafana_foundation_sdk.builders import (
@@ -44,6 +44,7 @@ USD_PER_HOUR = "USD/h"
 TOKENS = "short"
 TOKENS_PER_SECOND = "tokens/s"
 PER_MINUTE = "/min"
+PER_DAY = "/day"
 COUNT = "short"
 RATIO = "percentunit"
 SECONDS = "s"
@@ -139,15 +140,16 @@ def stat_panel(
     size: tuple[int, int] = (4, 4),
     time_from: str = "",
     thresholds: Sequence[tuple[float | None, str]] = ((None, "blue"),),
+    no_value: str = "0",
 ) -> stat.Panel:
-    """A big number; shows 0, not "No data", when the series does not exist yet."""
+    """A big number; shows `no_value` (0), not "No data", when the series does not exist yet."""
     panel = (
         stat.Panel()
         .graph_mode(common.BigValueGraphMode.NONE)
         .color_mode(common.BigValueColorMode.VALUE)
         .text_mode(common.BigValueTextMode.AUTO)
         .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
-        .no_value("0")
+        .no_value(no_value)
         .thresholds(_thresholds(thresholds))
     )
     if time_from:
@@ -163,8 +165,10 @@ def timeseries_panel(
     size: tuple[int, int] = (12, 8),
     stacked: bool = False,
     legend_calcs: Sequence[str] = ("mean", "max", "lastNotNull"),
+    interval: str = "",
 ) -> timeseries.Panel:
-    """Lines over time with a table legend (mean, max and last by default)."""
+    """Lines over time with a table legend (mean, max and last by default); `interval` is the
+    smallest step Grafana queries with (for series recorded once an hour or a day)."""
     panel = (
         timeseries.Panel()
         .legend(
@@ -185,6 +189,8 @@ def timeseries_panel(
     )
     if stacked:
         panel = panel.stacking(common_builders.StackingConfig().mode(common.StackingMode.NORMAL))
+    if interval:
+        panel = panel.interval(interval)
     return _finish(panel, title, description, unit, targets, size)
 
 
@@ -308,6 +314,50 @@ def heatmap_panel(
         .cell_values(heatmap.CellValues().unit(COUNT))
         .rows_frame(heatmap.RowsHeatmapOptions().layout(common.HeatmapCellLayout.AUTO))
         .show_value(common.VisibilityMode.NEVER)
+    )
+    return _finish(panel, title, description, unit, [target], size)
+
+
+def matrix_panel(
+    title: str,
+    unit: str,
+    target: prometheus_builders.Dataquery,
+    *,
+    rows: str,
+    columns: str,
+    row_names: Mapping[str, str],
+    description: str,
+    size: tuple[int, int] = (24, 9),
+) -> table.Panel:
+    """A heatmap of two labels: the series of an instant table query laid out with a row per
+    value of the label `rows` (shown as `row_names` says) and a column per value of `columns`,
+    each cell coloured by its value from green to red over the whole matrix."""
+    corner = f"{rows}\\{columns}"  # the name Grafana gives the column of row labels
+    mappings = {value: {"text": name, "index": index}
+                for index, (value, name) in enumerate(row_names.items())}
+    panel = (
+        table.Panel()
+        .show_header(True)
+        .with_transformation(dashboard.DataTransformerConfig(id_val="merge", options={}))
+        # The matrix takes rows and columns in the order they first appear: sorted here.
+        .with_transformation(dashboard.DataTransformerConfig(
+            id_val="sortBy", options={"fields": {}, "sort": [{"field": columns}]}))
+        .with_transformation(dashboard.DataTransformerConfig(
+            id_val="groupingToMatrix",
+            options={"columnField": columns, "rowField": rows, "valueField": "Value",
+                     "emptyValue": "null"}))
+        .with_transformation(dashboard.DataTransformerConfig(
+            id_val="sortBy", options={"fields": {}, "sort": [{"field": corner}]}))
+        .color_scheme(dashboard_builders.FieldColor().mode(
+            dashboard.FieldColorModeId.CONTINUOUS_GR_YL_RD))
+        .min(0)
+        .override_by_field_type("number", [dashboard.DynamicConfigValue(
+            id_val="custom.cellOptions", value={"type": "color-background", "mode": "basic"})])
+        .override_by_name(corner, [
+            dashboard.DynamicConfigValue(id_val="displayName", value=rows.capitalize()),
+            dashboard.DynamicConfigValue(id_val="mappings",
+                                         value=[{"type": "value", "options": mappings}]),
+        ])
     )
     return _finish(panel, title, description, unit, [target], size)
 

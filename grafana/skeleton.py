@@ -21,6 +21,7 @@ WORKFLOWS_UID: Final = "orchestrator-workflows"
 COSTS_UID: Final = "orchestrator-costs"
 EXPORTER_UID: Final = "orchestrator-exporter"
 EXPLORE_UID: Final = "orchestrator-explore"
+HISTORY_UID: Final = "orchestrator-history"
 
 # Explore shows one agent, task or run by these variables; any other dimension a panel shows
 # (task_type, workflow) becomes Explore's `filter` of its lists, as `name=value`.

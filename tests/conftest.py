@@ -2,7 +2,7 @@
 
     postgres_url          session   SQLAlchemy URL of a throwaway PostgreSQL server
     fresh_postgres_url    function  URL of a new empty database on that server
-    prometheus_factory    function  (config, *, files, extra_args) -> PrometheusServer
+    prometheus_factory    function  (config, *, files, extra_args, tsdb) -> PrometheusServer
     alertmanager_factory  function  (config, *, extra_args) -> AlertmanagerServer
     slack_receiver        function  SlackReceiver standing in for a Slack incoming webhook
     exporter_factory      function  (*, database_url, config, token, env, ...) -> ExporterProcess
@@ -102,9 +102,11 @@ def prometheus_factory(tmp_path: Path) -> Iterator[PrometheusFactory]:
         *,
         files: Mapping[str, FileSource] | None = None,
         extra_args: Sequence[str] = (),
+        tsdb: Path | None = None,
     ) -> PrometheusServer:
         server = PrometheusServer(
-            _new_dir(tmp_path, "prometheus"), config, files=files, extra_args=extra_args
+            _new_dir(tmp_path, "prometheus"), config, files=files, extra_args=extra_args,
+            tsdb=tsdb,
         )
         servers.append(server)
         return server.start()

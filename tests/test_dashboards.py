@@ -27,10 +27,14 @@ UIDS = {
     "agents.json": "orchestrator-agents",
     "workflows.json": "orchestrator-workflows",
     "costs.json": "orchestrator-costs",
+    "history.json": "orchestrator-history",
     "exporter-health.json": "orchestrator-exporter",
     "explore.json": "orchestrator-explore",
 }
 CONDITIONAL_TAG = "conditional"
+HISTORY_UID = "orchestrator-history"
+HISTORY_GROUP = "orchestrator-history.rules"
+RECORDING_RULES = ROOT / "prometheus" / "rules" / "recording.yml"
 # What Grafana puts in place of its built-in variables, for the queries a test evaluates.
 BUILT_INS = {"__rate_interval": "1m", "__interval": "15s", "__range": "1h"}
 VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]")
@@ -49,6 +53,7 @@ class Query:
     expr: str
     instant: bool
     conditional: bool
+    interval: str  # the panel's smallest step ("" for Grafana's own)
 
     def __str__(self) -> str:
         return f"{self.dashboard} / {self.panel} / {self.ref_id}"
@@ -82,6 +87,7 @@ def queries() -> list[Query]:
             expr=target["expr"],
             instant=bool(target.get("instant")) and not target.get("range"),
             conditional=CONDITIONAL_TAG in (panel.get("tags") or []),
+            interval=panel.get("interval") or "",
         )
         for dashboard in dashboards().values()
         for panel in panels(dashboard)
@@ -94,16 +100,29 @@ def query_variables(dashboard: Dashboard) -> list[dict[str, Any]]:
     return [v for v in dashboard["templating"]["list"] if v["type"] == "query"]
 
 
-def substitute_all(expr: str, dashboard: Dashboard) -> str:
-    """`expr` as Grafana sends it with every variable on "All" and the default datasource."""
+def substitute_all(
+    expr: str, dashboard: Dashboard, built_ins: dict[str, str] | None = None
+) -> str:
+    """`expr` as Grafana sends it with every variable on "All" and the default datasource, and
+    the built-in variables at `built_ins` (by default BUILT_INS)."""
     all_values = {v["name"]: v["allValue"] for v in query_variables(dashboard)}
-    values = {**BUILT_INS, "datasource": "prometheus", **all_values}
+    values: dict[str, str] = {**(built_ins or BUILT_INS), "datasource": "prometheus", **all_values}
 
     def replace(match: re.Match[str]) -> str:
         name = next(group for group in match.groups() if group)
         return values[name]
 
     return VARIABLE.sub(replace, expr)
+
+
+def recorded_rules(group: str | None = None) -> set[str]:
+    """The names the recording-rule file records (those of `group` only, if given)."""
+    return {
+        rule["record"]
+        for found in yaml.safe_load(RECORDING_RULES.read_text())["groups"]
+        if group is None or found["name"] == group
+        for rule in found["rules"]
+    }
 
 
 def provisioned_datasources() -> list[dict[str, Any]]:
@@ -324,18 +343,33 @@ def test_multi_value_variables_are_matched_as_regular_expressions() -> None:
 def test_queries_use_documented_metrics_and_recorded_rules() -> None:
     metrics_doc = (ROOT / "docs" / "metrics.md").read_text()
     documented = set(re.findall(r"^\| `(orchestrator_\w+)` \|", metrics_doc, re.MULTILINE))
-    recording = ROOT / "prometheus" / "rules" / "recording.yml"
-    recorded = {
-        rule["record"]
-        for group in yaml.safe_load(recording.read_text())["groups"]
-        for rule in group["rules"]
-    }
+    recorded = recorded_rules()
     for query in queries():
         for name in re.findall(r"(?<![\w:])orchestrator_\w+", query.expr):
             base = re.sub(r"_(bucket|sum|count)$", "", name)
             assert name in documented or base in documented, f"{query}: {name}"
         for name in re.findall(r"\b\w+:\w+:\w+\b", query.expr):
             assert name in recorded, f"{query}: {name} is not a recording rule"
+
+
+def test_history_reads_only_the_hourly_history_rules_over_windows() -> None:
+    # Its 90-day panels must not scan raw counters, and a series recorded once an hour shows in
+    # a query only over a window: last_over_time(...[1h]) or a mean over days.
+    history_rules = recorded_rules(HISTORY_GROUP)
+    [group] = [
+        group
+        for group in yaml.safe_load(RECORDING_RULES.read_text())["groups"]
+        if group["name"] == HISTORY_GROUP
+    ]
+    assert group["interval"] == "1h"
+    found = [query for query in queries() if query.dashboard == "History"]
+    assert found
+    for query in found:
+        assert not re.findall(r"(?<![\w:])orchestrator_\w+", query.expr), f"{query}: raw metric"
+        names = re.findall(r"\b\w+:\w+:\w+\b", query.expr)
+        assert names and set(names) <= history_rules, f"{query}: {names}"
+        for name in names:
+            assert re.search(rf"_over_time\({re.escape(name)}\[", query.expr), f"{query}: {name}"
 
 
 def test_substitution_for_all_leaves_no_variable() -> None:

@@ -26,8 +26,9 @@ class PrometheusServer(HttpService):
     """Prometheus with its config and TSDB in `workdir`.
 
     Files given in `files` are written next to `prometheus.yml`, so a config can name them by
-    relative path (`rule_files: [alerts.yml]`). Alerts are resent every second instead of every
-    minute so that tests see Alertmanager receive them quickly.
+    relative path (`rule_files: [alerts.yml]`). The blocks of a `tsdb` directory (backfilled by
+    promtool) are copied into the TSDB before the start. Alerts are resent every second instead
+    of every minute so that tests see Alertmanager receive them quickly.
     """
 
     def __init__(
@@ -37,6 +38,7 @@ class PrometheusServer(HttpService):
         *,
         files: Mapping[str, FileSource] | None = None,
         extra_args: Sequence[str] = (),
+        tsdb: Path | None = None,
     ) -> None:
         binary = require_binary("prometheus", "prometheus")
         self.workdir = workdir
@@ -44,6 +46,8 @@ class PrometheusServer(HttpService):
         self.config_path.write_text(config)
         for name, source in (files or {}).items():
             _place_file(workdir / name, source)
+        if tsdb is not None:
+            shutil.copytree(tsdb, workdir / "data")
         port = free_port()
         argv = [
             binary,
@@ -141,6 +145,7 @@ class PrometheusFactory(Protocol):
         *,
         files: Mapping[str, FileSource] | None = None,
         extra_args: Sequence[str] = (),
+        tsdb: Path | None = None,
     ) -> PrometheusServer: ...
 
 
