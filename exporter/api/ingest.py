@@ -11,38 +11,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import pickle
-import struct
 import sys
 from collections import deque
-from typing import Any, Final
+from typing import Final
 
-import orjson
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from exporter.api.errors import ApiError
-from exporter.events import Event, validate_batch
-from exporter.ledger.store import PreparedRows, event_rows
+from exporter.events import Event
+from exporter.parsing import (
+    FRAME_HEADER,
+    MAX_PROBLEMS,
+    NDJSON_TYPES,
+    Limits,
+    Parsed,
+    RefusedBodyError,
+    frame,
+    parse_body,
+)
+from exporter.rows import PreparedRows
 
 log = logging.getLogger(__name__)
 
-NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-seq")
-MAX_PROBLEMS = 1_000
 # Smaller bodies are parsed in the server: the round trip to a worker would cost more.
 DETACHED_PARSE_BYTES: Final = 16 * 1024
 # Without workers, bodies above this are parsed in a thread so one cannot stall the event loop.
 INLINE_PARSE_BYTES: Final = 512 * 1024
-# A frame's header: the length of the pickle that follows.
-FRAME_HEADER: Final = struct.Struct("!I")
 WORKER_STOP_SECONDS: Final = 10.0
-# Events per request and tokens of one kind per usage event.
-Limits = tuple[int, int]
-# An event as it crosses from a worker: Event's fields in order.
-EventRow = tuple[str, str | None, float, str, dict[str, Any], str, bytes, int | None]
-# What a worker answers: the events and their ledger rows, or the ApiError's status, code,
-# message and details.
-Parsed = (tuple[list[EventRow], PreparedRows, None]
-          | tuple[None, None, tuple[int, str, str, list[Any]]])
+__all__ = ["MAX_PROBLEMS", "NDJSON_TYPES", "BodyParser", "read_body"]
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -62,68 +59,6 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def _too_large(limit: int) -> ApiError:
     return ApiError(413, "payload_too_large", f"the body exceeds {limit} bytes")
-
-
-def decode_events(body: bytes, content_type: str, max_events: int) -> list[Any]:
-    """One event, a JSON array, or NDJSON, as a list of raw events."""
-    if content_type.split(";")[0].strip().lower() in NDJSON_TYPES:
-        raws = _decode_ndjson(body)
-    else:
-        try:
-            document = orjson.loads(body)
-        except orjson.JSONDecodeError as error:
-            raise ApiError(400, "malformed_json", "the body is not valid JSON (UTF-8)",
-                           [{"field": "", "reason": str(error)}]) from None
-        raws = document if isinstance(document, list) else [document]
-    if len(raws) > max_events:
-        raise ApiError(413, "too_many_events",
-                       f"{len(raws)} events in one request; at most {max_events}")
-    return raws
-
-
-def _decode_ndjson(body: bytes) -> list[Any]:
-    raws: list[Any] = []
-    for number, line in enumerate(body.split(b"\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            raws.append(orjson.loads(line))
-        except orjson.JSONDecodeError as error:
-            raise ApiError(400, "malformed_json", f"line {number} is not valid JSON (UTF-8)",
-                           [{"line": number, "field": "", "reason": str(error)}]) from None
-    return raws
-
-
-def validate_events(raws: list[Any], received: float, max_tokens: int) -> list[Event]:
-    """Every event valid, or 422 listing each problem (index, field, reason)."""
-    events, problems = validate_batch(raws, received, max_tokens=max_tokens)
-    if problems:
-        details = [problem.as_dict() for problem in problems[:MAX_PROBLEMS]]
-        message = f"{len(problems)} of {len(raws)} events are invalid; nothing was stored"
-        raise ApiError(422, "invalid_events", message, details)
-    return events
-
-
-def parse_body(body: bytes, content_type: str, limits: Limits, received: float) -> list[Event]:
-    """Decode and validate a body, or raise the ApiError that refuses it."""
-    max_events, max_tokens = limits
-    return validate_events(decode_events(body, content_type, max_events), received, max_tokens)
-
-
-def parse_detached(body: bytes, content_type: str, limits: Limits, received: float) -> Parsed:
-    """`parse_body` in a worker: plain tuples both ways (cheaper to pickle than objects)."""
-    try:
-        events = parse_body(body, content_type, limits, received)
-    except ApiError as error:
-        return None, None, (error.status, error.code, error.message, error.details)
-    return [(event.type, event.id, event.timestamp, event.source, event.fields, event.dialect,
-             event.payload, event.key) for event in events], event_rows(events, received), None
-
-
-def frame(message: object) -> bytes:
-    """A message between the server and a worker: its pickle's length, then the pickle."""
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return FRAME_HEADER.pack(len(data)) + data
 
 
 class WorkerGoneError(RuntimeError):
@@ -226,10 +161,14 @@ class BodyParser:
             except WorkerGoneError:
                 if worker in self._pool:
                     self._pool.remove(worker)
-        if len(body) > INLINE_PARSE_BYTES:
-            return await run_in_threadpool(parse_body, body, content_type, self.limits,
-                                           received), None
-        return parse_body(body, content_type, self.limits, received), None
+        try:
+            if len(body) > INLINE_PARSE_BYTES:
+                return await run_in_threadpool(parse_body, body, content_type, self.limits,
+                                               received), None
+            return parse_body(body, content_type, self.limits, received), None
+        except RefusedBodyError as refusal:
+            raise ApiError(refusal.status, refusal.code, refusal.message,
+                           refusal.details) from None
 
 
 def _rebuilt(parsed: Parsed) -> tuple[list[Event], PreparedRows]:

@@ -15,7 +15,7 @@ import signal
 import sys
 from typing import BinaryIO, Final
 
-from exporter.api.ingest import FRAME_HEADER, frame, parse_detached
+from exporter.parsing import FRAME_HEADER, frame, parse_detached
 
 # Linux's default upper limit for an unprivileged process (/proc/sys/fs/pipe-max-size).
 PIPE_BYTES: Final = 1024 * 1024

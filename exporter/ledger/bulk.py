@@ -45,7 +45,8 @@ def insert_sql(table: str, columns: Sequence[str], *, conflict: Sequence[str] = 
 
     `update` columns take the new value on a conflict with `conflict`, `add` columns add it;
     with neither, a conflicting row is skipped. With `sliced`, the last column is a BLOB cut
-    from parameter 2 (see `sliced_rows`), so large values are never written as JSON and parsed.
+    from parameter 2 (see `exporter.rows.sliced_rows`), so large values are never written as
+    JSON and parsed.
     `expressions` replace a column's value by SQL, which may use `{value}` (the JSON's value).
     """
     values = [f"value->>{index}" for index in range(len(columns))]
@@ -73,20 +74,8 @@ def rows_parameter(rows: Iterable[Any]) -> bytes:
     return orjson.dumps(list(rows))
 
 
-def sliced_rows(rows: Iterable[tuple[Any, ...]]) -> tuple[bytes, bytes]:
-    """Both parameters of a `sliced` statement, for rows whose last value is bytes: each row
-    ends with that value's length instead, and the values follow each other in the second."""
-    arrays: list[tuple[Any, ...]] = []
-    blobs: list[bytes] = []
-    for row in rows:
-        blob = row[-1]
-        arrays.append((*row[:-1], len(blob)))
-        blobs.append(blob)
-    return orjson.dumps(arrays), b"".join(blobs)
-
-
 def join_sliced(parts: Sequence[tuple[bytes, bytes]]) -> tuple[bytes, bytes]:
-    """The parameters of several `sliced_rows` results as one: the rows in order."""
+    """The parameters of several `exporter.rows.sliced_rows` results as one: the rows in order."""
     if len(parts) == 1:
         return parts[0]
     arrays = b",".join(rows[1:-1] for rows, _ in parts if rows != b"[]")

@@ -22,9 +22,12 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from exporter.budgets import window_start_day
 from exporter.config import Budget
-from exporter.events import Event, agent_key, id_hash
+from exporter.events import Event
 from exporter.ledger import bulk, schema
 from exporter.ledger.dedup import MERGED, IdSet
+from exporter.rows import EVENT_COLUMNS, event_keys, event_row
+from exporter.rows import PreparedRows as PreparedRows  # re-exported for the ledger's callers
+from exporter.rows import event_rows as event_rows
 from exporter.series import LABEL_SEPARATOR, Histogram
 from exporter.state import (
     DELETED_AGENT_MEMORY,
@@ -45,38 +48,7 @@ _IN_CHUNK: Final = 5_000
 _UNLESS_MERGED: Final = ("CASE WHEN " + MERGED.format(key="value->>0")
                          + " THEN NULL ELSE {value} END")
 DAILY_COST_KEYS: Final = ("day", "source", "role", "model", "task_type", "workflow")
-EVENT_COLUMNS: Final = ("id_hash", "event_id", "source", "type", "ts", "received", "agent_key",
-                         "payload")
 DUPLICATES_KEY: Final = "orchestrator_exporter_events_duplicate_total" + LABEL_SEPARATOR
-
-
-# Events as the SQLite insert reads them: `bulk.sliced_rows` of `event_rows`.
-PreparedRows = tuple[bytes, bytes]
-
-
-def event_key(event: Event) -> int | None:
-    return event.key if event.key is not None or event.id is None else id_hash(event.id)
-
-
-def event_keys(events: Sequence[Event]) -> list[int | None]:
-    keys = [event.key for event in events]
-    if None in keys:  # no id, or an Event built without validation (its key not computed)
-        return [event_key(event) for event in events]
-    return keys
-
-
-def _event_row(event: Event, received: float) -> tuple[Any, ...]:
-    """An event's values in `EVENT_COLUMNS` order."""
-    agent_id = event.fields.get("agent_id")
-    return (event_key(event), event.id, event.source, event.type, event.timestamp, received,
-            None if agent_id is None else agent_key(event.source, agent_id), event.payload)
-
-
-def event_rows(events: Iterable[Event], received: float) -> PreparedRows:
-    """The events' rows for SQLite. Made where the events are validated (a parse worker, for
-    HTTP batches): the writer, which holds the GIL that the applier and the event loop need,
-    then only joins the rows of a group's batches."""
-    return bulk.sliced_rows(_event_row(event, received) for event in events)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +200,7 @@ class Ledger:
         if self.bulk:
             return self._insert_new(connection, events, hashes, before, received)
         result = connection.exec_driver_sql(self._insert_events, [
-            _event_row(event, received) for event in events])
+            event_row(event, received) for event in events])
         if self._exact_rowcount and result.rowcount == len(events):
             return [True] * len(events), before + len(events)
         fresh = self._resolve_duplicates(connection, events, hashes, before, received)
@@ -323,7 +295,7 @@ class Ledger:
             select(column.seq).where(column.event_id == event.id).limit(1)).first()
         if exists is not None:
             return False
-        row = dict(zip(EVENT_COLUMNS, _event_row(event, received), strict=True))
+        row = dict(zip(EVENT_COLUMNS, event_row(event, received), strict=True))
         connection.execute(schema.events.insert().values({**row, "id_hash": None}))
         return True
 
