@@ -267,7 +267,8 @@ def test_every_history_panel_has_data_on_the_demo_history(
             values = [sample["value"][1] for sample in prometheus.query(expr, at=now)]
         else:
             step = STEPS[query.interval]
-            result = prometheus.query_range(expr, now - 90 * 86_400, now, step=step)
+            start = now - int(span.removesuffix("d")) * 86_400
+            result = prometheus.query_range(expr, start, now, step=step)
             values = [value for series in result for _, value in series["values"]]
         results[query] = sum(not math.isnan(float(value)) for value in values)
     with capsys.disabled():

@@ -128,8 +128,7 @@ def _hours_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Dash
             rows="weekday", columns="hour", row_names=WEEKDAYS,
             description=(
                 "Mean spend in each hour of the week over the dashboard's time range: a row per "
-                "weekday, a column per hour of the day (UTC, the hour's start), red where the "
-                "fleet spends most."
+                "weekday, a column per hour of the day (UTC), red where the fleet spends most."
             ),
         )
     )
