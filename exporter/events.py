@@ -62,6 +62,10 @@ TOKEN_TYPES: Final = ("input", "output", "cache_read", "cache_creation")
 # `unknown`: the source saw the call but not its result (the Python orchestrator's progress
 # callback).
 TOOL_OUTCOMES: Final = ("success", "error", "unknown")
+# agent.activity: who was active (Claude Code's active time), and a permission decision on an
+# edit.
+ACTIVE_TYPES: Final = ("user", "cli")
+EDIT_DECISIONS: Final = ("accept", "reject")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +162,19 @@ EVENT_TYPES: Final[dict[str, tuple[Field, ...]]] = {
         _f("read", "paths", aliases=("files_read", "filesRead"), description="files read"),
         _f("written", "paths", aliases=("files_written", "filesWritten", "files_modified"),
            description="files written"),
+    ),
+    "agent.activity": (
+        AGENT_ID,
+        _f("lines_added", "count", description="lines of code the agent added"),
+        _f("lines_removed", "count", description="lines of code the agent removed"),
+        _f("commits", "count", description="git commits the agent made"),
+        _f("pull_requests", "count", description="pull requests the agent opened"),
+        _f("active_seconds", "seconds", description="time the session was active"),
+        _f("active_type", "enum", choices=ACTIVE_TYPES,
+           description="user: the user at the keyboard; cli: the agent working"),
+        _f("edit_tool", "name", description="the editing tool a permission decision was on"),
+        _f("edit_decision", "enum", choices=EDIT_DECISIONS),
+        _f("edit_decisions", "count", description="decisions of edit_tool, edit_decision"),
     ),
     "agent.deleted": (AGENT_ID,),
     "task.submitted": (

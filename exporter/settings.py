@@ -8,6 +8,9 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# A name of the event contract (events.md): what a label value may hold.
+_NAME = r"^[A-Za-z0-9 _\-.:/@+#]{1,128}$"
+
 
 class Settings(BaseSettings):
     """Validated once at start; a bad value stops the program with one clear line."""
@@ -67,6 +70,13 @@ class Settings(BaseSettings):
     stream_buffer_events: int = Field(default=10_000, ge=100, le=1_000_000)
     stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=3600)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # OTLP (Claude Code's telemetry, docs/integrations.md): what a session is when its resource
+    # attributes (orchestrator.source, .role, .task_id) do not say, and which signal counts its
+    # cost and tokens: the cost and token metrics, or the api_request events.
+    otlp_default_source: str = Field(default="default", pattern=_NAME)
+    otlp_default_role: str = Field(default="CLAUDE_CODE", pattern=_NAME)
+    otlp_default_task_id: str | None = Field(default=None, pattern=_NAME)
+    otlp_usage_from: Literal["metrics", "events"] = "metrics"
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:

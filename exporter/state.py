@@ -27,6 +27,7 @@ ENDED_MEMORY: Final = 100_000
 # Deleted agents remembered for what their sources say late (a final total after the deletion
 # arrives seconds or minutes later); fewer, since an agent weighs more than a key.
 DELETED_AGENT_MEMORY: Final = 10_000
+MICROS_PER_SECOND: Final = 1_000_000
 
 
 
@@ -228,6 +229,21 @@ class Families:
                         "tool_call) and error type.", ("source", "origin", "error_type"))
         self.logs = c("orchestrator_log_entries_total", "Log entries by level: debug, info, "
                       "warning, error, critical.", ("source", "level"))
+        # What a coding agent reports beside its model and tool calls (agent.activity): Claude
+        # Code's own counters, the only source that has them. Active time in microseconds.
+        agent = ("source", "role")
+        self.code_lines = c("orchestrator_claude_code_lines_of_code_total", "Lines of code "
+                            "changed, by type: added, removed.", (*agent, "type"))
+        self.code_commits = c("orchestrator_claude_code_commits_total", "Git commits made.",
+                              agent)
+        self.code_pull_requests = c("orchestrator_claude_code_pull_requests_total",
+                                    "Pull requests opened.", agent)
+        self.active_time = c("orchestrator_claude_code_active_time_seconds_total", "Active time, "
+                             "by type: user (at the keyboard), cli (the agent working), "
+                             "unspecified.", (*agent, "type"), scale=MICROS_PER_SECOND)
+        self.edit_decisions = c("orchestrator_claude_code_edit_decisions_total", "Permission "
+                                "decisions on editing tools, by decision: accept, reject.",
+                                (*agent, "tool", "decision"))
         self.accepted = c("orchestrator_exporter_events_accepted_total",
                           "Events stored, by event type.", ("type",))
         self.duplicates = c("orchestrator_exporter_events_duplicate_total", "Events acknowledged "
@@ -325,6 +341,7 @@ class FleetState:
             "agent.tool_call": self._agent_tool_call,
             # Stored for the read API (an agent's files); the agent's activity moves.
             "agent.files": self._agent_files,
+            "agent.activity": self._agent_activity,
             "agent.deleted": self._agent_deleted,
             "task.submitted": self._task_submitted,
             "task.started": self._task_started,
@@ -534,6 +551,26 @@ class FleetState:
 
     def _agent_files(self, event: Event) -> None:
         self._agent(event.source, event.fields["agent_id"], event.timestamp)
+
+    def _agent_activity(self, event: Event) -> None:
+        fields = event.fields
+        agent = self._agent(event.source, fields["agent_id"], event.timestamp)
+        labels = self._role_labels.get((agent.source, agent.role))
+        families = self.families
+        for name, kind in (("lines_added", "added"), ("lines_removed", "removed")):
+            if fields.get(name):
+                families.code_lines.inc((*labels, kind), fields[name])
+        if fields.get("commits"):
+            families.code_commits.inc(labels, fields["commits"])
+        if fields.get("pull_requests"):
+            families.code_pull_requests.inc(labels, fields["pull_requests"])
+        if fields.get("active_seconds"):
+            families.active_time.inc((*labels, fields.get("active_type", UNSPECIFIED)),
+                                     round(fields["active_seconds"] * MICROS_PER_SECOND))
+        if "edit_decision" in fields and fields.get("edit_decisions", 1):
+            tool = self._label("tool", fields.get("edit_tool", UNKNOWN))
+            families.edit_decisions.inc((*labels, tool, fields["edit_decision"]),
+                                        fields.get("edit_decisions", 1))
 
     def _agent_deleted(self, event: Event) -> None:
         key = (event.source, event.fields["agent_id"])

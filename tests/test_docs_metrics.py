@@ -48,7 +48,11 @@ def test_docs_list_every_orchestrator_metric_with_its_labels(exporter_factory):
                   {"type": "workflow.started", "run_id": "open-run", "workflow": "release"},
                   # a real source's event with nothing to count, and a step of no known run
                   {"type": "retry.attempted", "stepId": "build", "attempt": 1, "delay": 500},
-                  {"type": "step.completed", "stepId": "nowhere", "output": None}]
+                  {"type": "step.completed", "stepId": "nowhere", "output": None},
+                  # what only Claude Code reports (its OTLP counters)
+                  {"type": "agent.activity", "agent_id": "claude-session", "lines_added": 3,
+                   "lines_removed": 1, "commits": 1, "pull_requests": 1, "active_seconds": 2.5,
+                   "active_type": "cli", "edit_tool": "Edit", "edit_decision": "accept"}]
     assert exporter.post_events(still_open).status_code == 200
     families = {name: value for name, value in exposed(exporter.metrics_text()).items()
                 if name.startswith("orchestrator_")}

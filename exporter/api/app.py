@@ -20,6 +20,7 @@ from exporter.api.docs import install_docs
 from exporter.api.errors import ApiError, JSONResponse, install_error_handlers, request_id
 from exporter.api.guards import RateLimiter, SecurityHeaders
 from exporter.api.ingest import NDJSON_TYPES, BodyParser, read_body
+from exporter.api.otlp import otlp_router
 from exporter.api.reads import read_router
 from exporter.api.stream import stream_router
 from exporter.events import Event, json_schema
@@ -76,6 +77,7 @@ def create_app(exporter: Exporter, *, tokens: TokenRegistry) -> FastAPI:
     app.state.hub = hub  # the server ends open streams with it when it shuts down (cli)
     app.include_router(read_router(exporter, tokens, limiter, lambda: len(hub.subscribers)))
     app.include_router(stream_router(exporter, tokens, limiter, hub))
+    app.include_router(otlp_router(exporter, tokens))
     app.add_middleware(SecurityHeaders)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,

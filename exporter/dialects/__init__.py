@@ -19,9 +19,9 @@ from exporter.dialects.base import ForeignEventError, Receiver
 RECEIVERS: Final[tuple[Receiver, ...]] = (
     orchestr8.RECEIVER, python_monitor.RECEIVER, python_dashboard.RECEIVER,
 )
-# Receivers of the in-process integrations and the log importer: they build canonical events
-# themselves and only name themselves in `via`.
-IN_PROCESS: Final = ("orchestrator_progress", "orchestrator_logs")
+# Receivers of the in-process integrations, the log importer and OTLP (exporter.otlp): they
+# build canonical events themselves and only name themselves in `via`.
+IN_PROCESS: Final = ("orchestrator_progress", "orchestrator_logs", "claude_code_otlp")
 DIALECT_NAMES: Final = ("canonical", *(receiver.name for receiver in RECEIVERS), *IN_PROCESS)
 _BY_NAME: Final = {receiver.name: receiver for receiver in RECEIVERS}
 CLAIMED_TYPES: Final = frozenset(kind for receiver in RECEIVERS for kind in receiver.types)
