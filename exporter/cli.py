@@ -1,5 +1,5 @@
 """`orchestrator-exporter serve | migrate | demo | token | ctl | tail | top | report |
-import-logs`."""
+import-logs | import-transcripts`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from exporter import __version__, ctl, report, terminal
+from exporter.claude_code import importer as transcripts
 from exporter.config import ConfigError, FileConfig, load_config, parse_config
 from exporter.ledger import make_engine, migrate
 from exporter.settings import Settings
@@ -95,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
                       "Europe/Berlin (default: this machine's)")
     logs.add_argument("--follow", action="store_true", help="keep reading new lines and folders")
     logs.add_argument("--interval", type=float, default=1.0, help="seconds between reads")
+    transcripts.add_parser(commands)
     return parser
 
 
@@ -125,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings, arguments)
         if arguments.command == "import-logs":
             return _import_logs(arguments)
+        if arguments.command == "import-transcripts":
+            return transcripts.run(arguments)
         if arguments.command == "ctl":
             return ctl.run(arguments)
         if arguments.command in ("tail", "top"):

@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     stream_buffer_events: int = Field(default=10_000, ge=100, le=1_000_000)
     stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=3600)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Claude Code (docs/integrations.md): the role of a session whose hooks name none, and the
+    # directories its transcripts may be read from (context-window fill); none: never read.
+    claude_code_role: str = Field(default="CLAUDE_CODE", pattern=_NAME)
+    transcript_roots: list[Path] = []
     # OTLP (Claude Code's telemetry, docs/integrations.md): what a session is when its resource
     # attributes (orchestrator.source, .role, .task_id) do not say, and which signal counts its
     # cost and tokens: the cost and token metrics, or the api_request events.
@@ -95,6 +99,15 @@ class Settings(BaseSettings):
         if value.startswith("postgresql://"):
             return "postgresql+psycopg://" + value.removeprefix("postgresql://")
         return value
+
+    @field_validator("transcript_roots")
+    @classmethod
+    def _roots_exist(cls, value: list[Path]) -> list[Path]:
+        roots = [root.expanduser() for root in value]
+        for root in roots:
+            if not root.is_absolute() or not root.is_dir():
+                raise ValueError(f"{root} is not an absolute path to a directory")
+        return roots
 
     @field_validator("config_file", "tokens_file")
     @classmethod

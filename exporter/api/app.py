@@ -15,23 +15,17 @@ from starlette.concurrency import run_in_threadpool
 from exporter import __version__
 from exporter.api.budgets import budgets_router
 from exporter.api.control import control_router
-from exporter.api.deps import guard, require_media_type
+from exporter.api.deps import commit_events, guard, require_media_type
 from exporter.api.docs import install_docs
 from exporter.api.errors import ApiError, JSONResponse, install_error_handlers, request_id
 from exporter.api.guards import RateLimiter, SecurityHeaders
+from exporter.api.hooks import hooks_router
 from exporter.api.ingest import NDJSON_TYPES, BodyParser, read_body
 from exporter.api.otlp import otlp_router
 from exporter.api.reads import read_router
 from exporter.api.stream import stream_router
-from exporter.events import Event, json_schema
-from exporter.ledger.store import PreparedRows
+from exporter.events import json_schema
 from exporter.metrics import CONTENT_TYPE
-from exporter.pipeline import (
-    IngestResult,
-    LedgerFullError,
-    LedgerUnavailableError,
-    PipelineBusyError,
-)
 from exporter.reads.stream import EventHub
 from exporter.service import Exporter
 from exporter.tokens import TokenRegistry
@@ -77,6 +71,7 @@ def create_app(exporter: Exporter, *, tokens: TokenRegistry) -> FastAPI:
     app.state.hub = hub  # the server ends open streams with it when it shuts down (cli)
     app.include_router(read_router(exporter, tokens, limiter, lambda: len(hub.subscribers)))
     app.include_router(stream_router(exporter, tokens, limiter, hub))
+    app.include_router(hooks_router(exporter, tokens))
     app.include_router(otlp_router(exporter, tokens))
     app.add_middleware(SecurityHeaders)
     if settings.cors_origins:
@@ -101,7 +96,7 @@ def create_app(exporter: Exporter, *, tokens: TokenRegistry) -> FastAPI:
                 error.status, "invalid")
             exporter.telemetry.rejected.labels(reason).inc(max(1, len(error.details)))
             raise
-        result = await _commit(exporter, events, received, rows)
+        result = await commit_events(exporter, events, received, rows)
         return {"accepted": result.accepted, "duplicates": result.duplicates}
 
     @app.get("/api/v1/events/schema", summary="JSON Schema of one event")
@@ -138,23 +133,3 @@ def create_app(exporter: Exporter, *, tokens: TokenRegistry) -> FastAPI:
         return JSONResponse({"status": "ready"}, headers={"X-Request-ID": request_id(request)})
 
     return app
-
-
-async def _commit(exporter: Exporter, events: list[Event], received: float,
-                  rows: PreparedRows | None) -> IngestResult:
-    try:
-        future = exporter.pipeline.submit(events, received, rows)
-    except PipelineBusyError as error:
-        raise ApiError(503, "busy", str(error), headers={"Retry-After": "1"}) from None
-    except LedgerUnavailableError as error:
-        raise ApiError(503, "ledger_unavailable", str(error)) from None
-    try:
-        return await asyncio.wrap_future(future)
-    except LedgerFullError as error:
-        raise ApiError(503, "ledger_full", "the ledger has no space for the batch (disk full or "
-                       "EXPORTER_SQLITE_MAX_BYTES); nothing was stored, retry with the same ids "
-                       "once space is freed", [{"reason": str(error)}],
-                       headers={"Retry-After": "30"}) from None
-    except LedgerUnavailableError as error:
-        raise ApiError(503, "ledger_unavailable", "the ledger refused the batch; nothing was "
-                       "stored, retry with the same ids", [{"reason": str(error)}]) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,6 +14,14 @@ from exporter.api.errors import ApiError
 from exporter.api.guards import RateLimiter, retry_after
 from exporter.api.ingest import read_body
 from exporter.control.audit import Actor
+from exporter.events import Event
+from exporter.pipeline import (
+    IngestResult,
+    LedgerFullError,
+    LedgerUnavailableError,
+    PipelineBusyError,
+)
+from exporter.rows import PreparedRows
 from exporter.service import Exporter
 from exporter.telemetry import Telemetry
 from exporter.tokens import Capability, Token, TokenRegistry
@@ -93,3 +102,25 @@ async def audit(exporter: Exporter, actor: Actor, action: str, target: Any, outc
                 detail: Any = None) -> None:
     """Append to the audit trail without holding up the event loop."""
     await run_in_threadpool(exporter.audit.record, actor, action, target, outcome, detail)
+
+
+async def commit_events(exporter: Exporter, events: list[Event], received: float,
+                        rows: PreparedRows | None = None) -> IngestResult:
+    """Submit validated events to the pipeline and wait until they are durably committed;
+    503 (busy, ledger_full, ledger_unavailable) when they cannot be."""
+    try:
+        future = exporter.pipeline.submit(events, received, rows)
+    except PipelineBusyError as error:
+        raise ApiError(503, "busy", str(error), headers={"Retry-After": "1"}) from None
+    except LedgerUnavailableError as error:
+        raise ApiError(503, "ledger_unavailable", str(error)) from None
+    try:
+        return await asyncio.wrap_future(future)
+    except LedgerFullError as error:
+        raise ApiError(503, "ledger_full", "the ledger has no space for the batch (disk full or "
+                       "EXPORTER_SQLITE_MAX_BYTES); nothing was stored, retry with the same ids "
+                       "once space is freed", [{"reason": str(error)}],
+                       headers={"Retry-After": "30"}) from None
+    except LedgerUnavailableError as error:
+        raise ApiError(503, "ledger_unavailable", "the ledger refused the batch; nothing was "
+                       "stored, retry with the same ids", [{"reason": str(error)}]) from None

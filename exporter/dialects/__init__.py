@@ -22,7 +22,11 @@ RECEIVERS: Final[tuple[Receiver, ...]] = (
 # Receivers of the in-process integrations, the log importer and OTLP (exporter.otlp): they
 # build canonical events themselves and only name themselves in `via`.
 IN_PROCESS: Final = ("orchestrator_progress", "orchestrator_logs", "claude_code_otlp")
-DIALECT_NAMES: Final = ("canonical", *(receiver.name for receiver in RECEIVERS), *IN_PROCESS)
+# Claude Code's hooks and transcripts, read by exporter.claude_code: they correlate what they
+# read (tool call pairs, sub-agents) and so build canonical events themselves too.
+CLAUDE_CODE: Final = ("claude_code_hooks", "claude_code_transcripts")
+DIALECT_NAMES: Final = ("canonical", *(receiver.name for receiver in RECEIVERS), *IN_PROCESS,
+                        *CLAUDE_CODE)
 _BY_NAME: Final = {receiver.name: receiver for receiver in RECEIVERS}
 CLAIMED_TYPES: Final = frozenset(kind for receiver in RECEIVERS for kind in receiver.types)
 _BY_TYPE: Final[dict[str, tuple[Receiver, ...]]] = {}

@@ -22,9 +22,14 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, Final
 
-import orjson
-
-from exporter.dialects.base import Canonical, dollars, present, timestamp
+from exporter.dialects.base import (
+    Canonical,
+    dollars,
+    file_path_of,
+    json_object,
+    present,
+    timestamp,
+)
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +146,7 @@ class AgentLogReader:
         if line.get("type") == "tool_use":
             self.pending[use_id] = (str(line.get("tool_name") or "unknown"),
                                     timestamp(line.get("timestamp"), self.zone),
-                                    _file_of(line.get("input")))
+                                    file_path_of(line.get("input")))
             return []
         if line.get("type") != "tool_result" or use_id not in self.pending:
             return []
@@ -168,21 +173,9 @@ class AgentLogReader:
             self.lines[name] = number = self.lines.get(name, 0) + 1
             if not raw_line.strip():
                 continue
-            try:
-                parsed = orjson.loads(raw_line)
-            except orjson.JSONDecodeError:
-                parsed = None
-            if not isinstance(parsed, dict):
+            parsed = json_object(raw_line)
+            if parsed is None:
                 self.bad_lines += 1
                 log.warning("%s line %d is not a JSON object; skipped", path, number)
                 continue
             yield number, parsed
-
-
-def _file_of(tool_input: object) -> str | None:
-    """The file a Read, Edit, Write or notebook call names in its input."""
-    if not isinstance(tool_input, dict):
-        return None
-    path = tool_input.get("file_path", tool_input.get("notebook_path"))
-    return path if isinstance(path, str) and 0 < len(path) <= 4_096 and path.isprintable() \
-        else None

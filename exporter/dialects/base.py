@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Final
 
+import orjson
+
 Raw = Mapping[str, Any]
 Canonical = dict[str, Any]
 
@@ -107,9 +109,32 @@ def with_data(raw: Raw) -> dict[str, Any]:
     return {**data, **raw} if isinstance(data, Mapping) else dict(raw)
 
 
+def json_object(line: bytes) -> dict[str, Any] | None:
+    """A line of a JSON-lines file as an object; None when it is not one (a cut-off write)."""
+    try:
+        parsed = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def label_name(value: str) -> str:
+    """A source's word made a valid name (a label value): other characters become `_`."""
+    return _NOT_IN_NAME.sub("_", value)[:128]
+
+
+def file_path_of(tool_input: object) -> str | None:
+    """The file a Read, Edit, Write or notebook call names in its input."""
+    if not isinstance(tool_input, Mapping):
+        return None
+    path = tool_input.get("file_path", tool_input.get("notebook_path"))
+    return path if isinstance(path, str) and 0 < len(path) <= 4_096 and path.isprintable() \
+        else None
+
+
 def ignored(raw: Raw) -> list[Canonical]:
     """A known source's event that carries nothing to count: stored and counted as ignored
     (its type made a valid label value, so that no such event is ever refused)."""
     event_type = raw.get("type")
-    name = _NOT_IN_NAME.sub("_", event_type)[:128] if isinstance(event_type, str) else ""
+    name = label_name(event_type) if isinstance(event_type, str) else ""
     return [{"type": "event.ignored", "event_type": name or "unknown"}]
