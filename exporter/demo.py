@@ -239,6 +239,18 @@ _MONITOR_NAMES: Final = MappingProxyType({
 })
 
 
+_DEMO_FILES: Final = ("src/api.py", "src/core.py", "src/db.py", "tests/test_api.py",
+                      "README.md", "docs/usage.md")
+
+
+def _demo_file(agent_id: str, tool: str) -> str | None:
+    """The file a Read, Edit or Write call of the demo names, from the agent's id."""
+    if tool not in ("Read", "Edit", "Write"):
+        return None
+    index = sum(map(ord, agent_id + tool)) % len(_DEMO_FILES)
+    return "/home/demo/proj/" + _DEMO_FILES[index]
+
+
 @dataclass(slots=True)
 class _Agent:
     agent_id: str
@@ -759,7 +771,16 @@ class DemoFleet:
         error_type = self._tool_error(tool)
         if error_type:
             call.update(outcome="error", error_type=error_type)
+        path = _demo_file(agent.agent_id, name) if agent.dialect != "orchestr8" else None
+        if path is not None:
+            call["file_path"] = path  # the read API's files of the agent
         self._emit("agent.tool_call", agent.dialect, call)
+        if path is not None and name != "Read" and not error_type:
+            # What Claude Code reports as lines of code (agent.activity): drawn from the call's
+            # length, not the random stream, so the rest of the demo stays as it was.
+            self._emit("agent.activity", "canonical", {
+                "agent_id": agent.agent_id, "lines_added": 1 + int(seconds * 40),
+                "lines_removed": int(seconds * 15)})
         if waiting:
             self._emit("agent.status_changed", agent.dialect,
                        {"agent_id": agent.agent_id, "status": "running"})

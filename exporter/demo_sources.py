@@ -128,7 +128,9 @@ class RealSources:
                             "input_tokens": usage[0], "output_tokens": usage[1],
                             "cache_read_input_tokens": usage[2],
                             "cache_creation_input_tokens": usage[3],
-                            "total_cost": round(billed / 1e6, 8), "tool_calls": 3}}})
+                            "total_cost": round(billed / 1e6, 8), "tool_calls": 3,
+                            "files_read": ["/home/u/proj/app.py"],
+                            "files_written": ["/home/u/proj/app.py"]}}})
         self._emit(self._task_row(task, "failed" if failed else "completed", planned=True,
                                   step=0, ended=True))
 
