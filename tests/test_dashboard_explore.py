@@ -212,6 +212,10 @@ def test_every_explore_query_answers_rows_with_every_column_it_reads(
     for batch in stream.batches:
         assert exporter.post_events(batch).status_code == 200
     ids = _stream_values(stream)
+    # The stream names no file: the agent's files, as the Python orchestrator reports them.
+    assert exporter.post_events([{"type": "agent.files", "agent_id": ids["agent_id"],
+                                  "read": ["/w/a.py"], "written": ["/w/b.py"]}]
+                                ).status_code == 200
     now = time.time()
     defaults = {name: v["current"]["value"] for name, v in explore_variables().items()}
     values = {**defaults, **{n: ids[n] for n in ID_VARIABLES},

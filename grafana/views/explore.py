@@ -210,9 +210,27 @@ def _agent_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Dash
                     columns=(Column("tool", "Tool"), Column("outcome", "Outcome"),
                              Column("count", "Calls", "number", bar=True)),
                     description="The agent's tool calls by tool and outcome.",
-                    size=(24, 6),
+                    size=(12, 8),
                 ),
                 "Empty until an agent is chosen, and while it has called no tool.",
+            )
+        )
+        .with_panel(
+            Conditional(
+                api_table(
+                    "Top files of the agent", f"/api/v1/agents/{AGENT}/files",
+                    root_selector="items",
+                    columns=(Column("path", "File"),
+                             Column("read", "Read", "number", bar=True),
+                             Column("written", "Written", "number", bar=True)),
+                    description=(
+                        "The files the agent read and wrote, most used first: its Read, Edit "
+                        "and Write calls' file_path and its orchestrator's reports of files "
+                        "read and written (GET /api/v1/agents/{id}/files)."
+                    ),
+                    size=(12, 8),
+                ),
+                "Empty until an agent is chosen, and while it has named no file.",
             )
         )
     )
