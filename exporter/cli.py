@@ -76,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     restore_command = commands.add_parser("restore", help="copy a backup into an empty ledger")
     restore_command.add_argument("file", help="a file `backup` wrote")
     _database_flag(restore_command)
+    prune = commands.add_parser("prune", help="remove raw events and ended agents, tasks and "
+                                "runs from before a date (counters stay); audited")
+    prune.add_argument("--before", required=True, help="YYYY-MM-DD (UTC) or RFC 3339")
+    prune.add_argument("--archive-dir", default=None, help="first write the pruned events "
+                       "there, gzip NDJSON per day (EXPORTER_ARCHIVE_DIR)")
+    _database_flag(prune)
     prices = commands.add_parser("prices", help="the models the ledger has seen, their prices, "
                                  "and the unpriced ones")
     _database_flag(prices)
@@ -137,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return report.run(arguments)
         if arguments.command in ("backup", "restore"):
             return _backup_or_restore(arguments, _settings(arguments, ("database_url",)))
+        if arguments.command == "prune":
+            return _prune(arguments, _settings(arguments, ("database_url", "archive_dir")))
         if arguments.command == "prices":
             return _prices(_settings(arguments, ("database_url", "config_file")), arguments)
         if arguments.command == "token":
@@ -179,6 +187,33 @@ def _backup_or_restore(arguments: argparse.Namespace, settings: Settings) -> int
             print(f"restored {pages} pages from {file}; start the exporter on this ledger")
     except BackupError as error:
         return _fail(str(error))
+    return 0
+
+
+def _prune(arguments: argparse.Namespace, settings: Settings) -> int:
+    import datetime
+    import getpass
+
+    import orjson
+
+    from exporter.control.audit import Actor, AuditTrail
+    from exporter.retention import Pruner
+
+    try:
+        before = datetime.datetime.fromisoformat(arguments.before)
+    except ValueError:
+        return _fail("--before must be a date (YYYY-MM-DD) or an RFC 3339 time")
+    if before.tzinfo is None:
+        before = before.replace(tzinfo=datetime.UTC)
+    engine = make_engine(settings.database_url)
+    try:
+        migrate(engine)
+        result = Pruner(engine, archive_dir=settings.archive_dir).prune(before.timestamp())
+        AuditTrail(engine).record(Actor(f"cli:{getpass.getuser()}"[:64]), "history.prune",
+                                  {"before": before.isoformat()}, "done", result.as_dict())
+    finally:
+        engine.dispose()
+    print(orjson.dumps(result.as_dict()).decode())
     return 0
 
 
