@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -103,29 +104,33 @@ def _types(text: str | None) -> tuple[str, ...]:
     return types
 
 
-PageReader = Callable[[str | None, int], Page]
+# A page of a list: (the reader to use, the cursor, the page size) -> the page.
+PageReader = Callable[[FleetReads, str | None, int], Page]
+
+
+@dataclass(frozen=True, slots=True)
+class _Readers:
+    synced: FleetReads  # for the page a request asks for: it sees every acknowledged event
+    unsynced: FleetReads  # for the pages after it in one streamed answer
 
 
 async def _listed(request: Request, requested: str | None, cursor: str | None,
-                  limit: int | None, read: PageReader, sync: Callable[[], None]) -> Response:
+                  limit: int | None, read: PageReader, readers: _Readers) -> Response:
     """One page as JSON, or every row from `cursor` on streamed as CSV or NDJSON."""
     form = negotiate(requested, request.headers.get("accept", ""))
-    if form == "json":
-        try:
-            page = await run_in_threadpool(read, cursor, check_limit(limit or DEFAULT_LIMIT))
-        except ReadError as error:
-            raise _invalid(error) from None
-        return JSONResponse({"items": page.items, "next_cursor": page.next_cursor})
+    size = check_limit(limit or DEFAULT_LIMIT) if form == "json" else \
+        MAX_LIMIT if limit is None else min(limit, MAX_LIMIT)
     try:
-        await run_in_threadpool(sync)
-        first = await run_in_threadpool(read, cursor, MAX_LIMIT if limit is None
-                                        else min(limit, MAX_LIMIT))
+        first = await run_in_threadpool(read, readers.synced, cursor, size)
     except ReadError as error:
         raise _invalid(error) from None
-    return _stream(_all_rows(first, read, limit), form)
+    if form == "json":
+        return JSONResponse({"items": first.items, "next_cursor": first.next_cursor})
+    return _stream(_all_rows(first, read, readers.unsynced, limit), form)
 
 
-def _all_rows(first: Page, read: PageReader, limit: int | None) -> Iterator[dict[str, Any]]:
+def _all_rows(first: Page, read: PageReader, reads: FleetReads,
+              limit: int | None) -> Iterator[dict[str, Any]]:
     page, sent = first, 0
     while True:
         for item in page.items:
@@ -135,7 +140,7 @@ def _all_rows(first: Page, read: PageReader, limit: int | None) -> Iterator[dict
             sent += 1
         if page.next_cursor is None:
             return
-        page = read(page.next_cursor, MAX_LIMIT)
+        page = read(reads, page.next_cursor, MAX_LIMIT)
 
 
 def _stream(items: Iterator[dict[str, Any]], form: Format) -> StreamingResponse:
@@ -149,8 +154,7 @@ def read_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimiter,
                                                    limiter))])
     synced = exporter.pipeline.synced
     fleet = FleetReads(exporter.ledger.engine, synced)
-    # For the pages after the first of a stream: the first already synced.
-    unsynced = FleetReads(exporter.ledger.engine, lambda: None)
+    readers = _Readers(fleet, FleetReads(exporter.ledger.engine, lambda: None))
     costs = CostReads(exporter.ledger.engine, synced)
 
     def budgets() -> list[dict[str, Any]]:
@@ -181,10 +185,8 @@ def read_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimiter,
         where = AgentFilter(source, status, role, model, task_id, task_type, workflow, live)
         order = _sort(sort, AGENT_SORTS)
 
-        def read(after: str | None, size: int, reads: FleetReads = fleet) -> Page:
-            return reads.agents(where, order, after, size)
-        return await _listed(request, format, cursor, limit, _paged(read, fleet, unsynced),
-                             synced)
+        return await _listed(request, format, cursor, limit, lambda reads, after, size:
+                             reads.agents(where, order, after, size), readers)
 
     @router.get("/agents/{agent_id:path}/events", summary="An agent's events in ledger order",
                 response_model=models.EventPage, responses={**_NOT_FOUND, **LIST_FORMATS})  # type: ignore[dict-item]
@@ -195,9 +197,9 @@ def read_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimiter,
         owner = await _agent_source(agent_id, source)
         wanted = _types(types)
 
-        def read(after: str | None, size: int) -> Page:
-            return _event_page(fleet, owner, agent_id, wanted, after, size, _event_item)
-        return await _listed(request, format, cursor, limit, read, synced)
+        return await _listed(request, format, cursor, limit, lambda reads, after, size:
+                             _event_page(reads, owner, agent_id, wanted, after, size,
+                                         _event_item), readers)
 
     @router.get("/agents/{agent_id:path}/logs", summary="An agent's log lines in order",
                 response_model=models.LogPage, responses={**_NOT_FOUND, **LIST_FORMATS})  # type: ignore[dict-item]
@@ -206,9 +208,9 @@ def read_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimiter,
                          format: FormatQuery = None) -> Response:
         owner = await _agent_source(agent_id, source)
 
-        def read(after: str | None, size: int) -> Page:
-            return _event_page(fleet, owner, agent_id, ("log.entry",), after, size, _log_item)
-        return await _listed(request, format, cursor, limit, read, synced)
+        return await _listed(request, format, cursor, limit, lambda reads, after, size:
+                             _event_page(reads, owner, agent_id, ("log.entry",), after, size,
+                                         _log_item), readers)
 
     @router.get("/agents/{agent_id:path}/files",
                 summary="The files an agent read and wrote, most used first",
@@ -245,10 +247,8 @@ def read_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimiter,
                            *_span(since, until), q)
         order = _sort(sort, TASK_SORTS)
 
-        def read(after: str | None, size: int, reads: FleetReads = fleet) -> Page:
-            return reads.tasks(where, order, after, size)
-        return await _listed(request, format, cursor, limit, _paged(read, fleet, unsynced),
-                             synced)
+        return await _listed(request, format, cursor, limit, lambda reads, after, size:
+                             reads.tasks(where, order, after, size), readers)
 
     @router.get("/tasks/{task_id:path}", summary="One task: its agents and their cost, its runs",
                 response_model=models.TaskDetail, responses=_NOT_FOUND)  # type: ignore[arg-type]
@@ -267,10 +267,8 @@ def read_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimiter,
         where = RunFilter(source, status, workflow, *_span(since, until))
         order = _sort(sort, RUN_SORTS)
 
-        def read(after: str | None, size: int, reads: FleetReads = fleet) -> Page:
-            return reads.runs(where, order, after, size)
-        return await _listed(request, format, cursor, limit, _paged(read, fleet, unsynced),
-                             synced)
+        return await _listed(request, format, cursor, limit, lambda reads, after, size:
+                             reads.runs(where, order, after, size), readers)
 
     @router.get("/runs/{run_id:path}", summary="One run with its steps as a timeline",
                 response_model=models.RunDetail, responses=_NOT_FOUND)  # type: ignore[arg-type]
@@ -320,13 +318,6 @@ def read_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimiter,
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 
     return router
-
-
-def _paged(read: Callable[..., Page], fleet: FleetReads, unsynced: FleetReads) -> PageReader:
-    """`read` with the synced reader for the first page, the unsynced one after it."""
-    def page(after: str | None, size: int) -> Page:
-        return read(after, size, fleet if after is None else unsynced)
-    return page
 
 
 async def _found(read: Callable[[str, str | None], dict[str, Any] | None], entity_id: str,
