@@ -8,7 +8,6 @@ request's encoding and stores nothing.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -27,7 +26,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from starlette.concurrency import run_in_threadpool
 
-from exporter.api.deps import guard
+from exporter.api.deps import commit_events, guard
 from exporter.api.errors import ApiError
 from exporter.api.ingest import read_body
 from exporter.events import Event, validate_batch
@@ -41,7 +40,6 @@ from exporter.otlp.wire import (
     parsed,
     status_body,
 )
-from exporter.pipeline import LedgerUnavailableError, PipelineBusyError
 from exporter.service import Exporter
 from exporter.tokens import TokenRegistry
 
@@ -183,10 +181,8 @@ async def _commit(exporter: Exporter, events: list[Event], received: float,
     duplicates then: every id is derived from the content."""
     for start in range(0, len(events), chunk):
         try:
-            await asyncio.wrap_future(
-                exporter.pipeline.submit(events[start:start + chunk], received))
-        except PipelineBusyError as error:
-            raise OtlpError(503, f"busy: {error}", retry_after="1") from None
-        except LedgerUnavailableError as error:  # a full disk too: retried later
-            raise OtlpError(503, f"the ledger refused the events; nothing of them was "
-                            f"stored: {error}", retry_after="30") from None
+            await commit_events(exporter, events[start:start + chunk], received)
+        except ApiError as error:  # busy, or the ledger refused (a full disk too)
+            retry_after = (error.headers or {}).get("Retry-After", "30")
+            raise OtlpError(error.status, f"{error.code}: {error.message}",
+                            retry_after=retry_after) from None
