@@ -29,7 +29,7 @@ from exporter.events import Event, validate_one
 from exporter.ledger import Ledger
 from exporter.ledger.engine import is_disk_full
 from exporter.ledger.store import Part, PreparedRows, RowGroup
-from exporter.state import FleetState
+from exporter.state import Changes, FleetState
 from exporter.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,13 @@ class _Batch:
     rows: PreparedRows | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Checkpoint:
+    rows: list[RowGroup]
+    seq: int  # the last event the rows include
+    changes: Changes  # given back to the state if the write fails
+
+
 @dataclass(slots=True)
 class _Committed:
     batches: list[_Batch]
@@ -107,13 +114,9 @@ class IngestPipeline:
         # Called with the last seq of every group once it is applied (the live stream).
         self.on_applied: Callable[[int], None] | None = None
         self._stopping = False
-        # Held by the writer from a commit until its group is queued for the applier, so that a
-        # rebuild can know every committed group is either in the queue or not yet written.
-        self._write_gate = threading.Lock()
         # One checkpoint at a time: `settled` must not read the ledger while the applier's
         # checkpoint, already taken from the state, is still being written.
         self._checkpointing = threading.Lock()
-        self._rebuild_wanted = threading.Event()
         # Why the last write failed, until a write succeeds again: what /ready reports.
         self.write_failure: str | None = None
         self.write_failure_full = False
@@ -235,9 +238,7 @@ class IngestPipeline:
         return batches
 
     def _write(self, batches: list[_Batch]) -> None:
-        started = time.perf_counter()
-        with self._write_gate:
-            self._commit_group(batches, started)
+        self._commit_group(batches, time.perf_counter())
 
     def _commit_group(self, batches: list[_Batch], started: float) -> None:
         try:
@@ -282,12 +283,6 @@ class IngestPipeline:
             if group is None:
                 self._safe_checkpoint()
                 return
-            if self._rebuild_wanted.is_set():
-                self._rebuild_wanted.clear()
-                self._rebuild()  # replays every committed group: this one too
-                self._answer(group)
-                self._notify_applied()
-                continue
             if group.batches:
                 self._apply(group)
                 since_checkpoint += len(group.fresh)
@@ -343,20 +338,32 @@ class IngestPipeline:
         with self._wake:
             self._pending -= count
 
-    def _prepare_checkpoint(self) -> tuple[list[RowGroup], int]:
+    def _prepare_checkpoint(self) -> _Checkpoint:
         """Called under the state lock: the rows of the state as of `_applied_seq`."""
-        return (self.ledger.prepare_checkpoint(self.state.take_changes(), self._applied_seq),
-                self._applied_seq)
+        changes = self.state.take_changes()
+        return _Checkpoint(self.ledger.prepare_checkpoint(changes, self._applied_seq),
+                           self._applied_seq, changes)
 
     def _checkpoint(self) -> None:
         self._write_checkpoint(self._prepare_checkpoint())
 
-    def _write_checkpoint(self, prepared: tuple[list[RowGroup], int]) -> None:
-        rows, seq = prepared
+    def _write_checkpoint(self, prepared: _Checkpoint, *, locked: bool = False) -> None:
+        """Write the rows; when the write fails, the state gets its changes back, so the next
+        checkpoint writes them (a later checkpoint must never name events whose changes are in
+        no row, or a restart would skip them)."""
         started = time.perf_counter()
-        with self.ledger.engine.begin() as connection:
-            self.ledger.write_checkpoint(connection, rows)
-        self._checkpointed_seq = max(self._checkpointed_seq, seq)
+        try:
+            with self.ledger.engine.begin() as connection:
+                self.ledger.write_checkpoint(connection, prepared.rows)
+        except Exception:
+            self.telemetry.ledger_errors.labels("write").inc()
+            if locked:
+                self.state.give_back(prepared.changes)
+            else:
+                with self.lock:
+                    self.state.give_back(prepared.changes)
+            raise
+        self._checkpointed_seq = max(self._checkpointed_seq, prepared.seq)
         self.telemetry.commit_duration.observe(time.perf_counter() - started)
 
     @property
@@ -377,60 +384,25 @@ class IngestPipeline:
                 return  # another reader's checkpoint covered it
             with self.lock:
                 prepared = self._prepare_checkpoint()
-            try:
-                self._write_checkpoint(prepared)
-            except Exception:
-                self._rebuild_wanted.set()  # as in `settled`: those changes are in no row now
-                raise
+            self._write_checkpoint(prepared)
 
     def _safe_checkpoint(self) -> None:
         try:
             # Only copying the rows holds the lock that scrapes wait for; the write does not.
             with self._checkpointing:
                 with self.lock:
-                    rows = self._prepare_checkpoint()
-                self._write_checkpoint(rows)
+                    prepared = self._prepare_checkpoint()
+                self._write_checkpoint(prepared)
         except Exception:
-            # The events are durable; rebuilding from the last good checkpoint loses nothing.
-            log.exception("checkpoint failed; rebuilding the state from the ledger")
-            self.telemetry.ledger_errors.labels("write").inc()
-            self._rebuild()
+            # The events are durable and the state kept its changes: the next checkpoint
+            # writes them.
+            log.exception("checkpoint failed; it is tried again with the next one")
 
     def settled(self, action: Callable[[], ResultT]) -> ResultT:
         """Run `action` under the state lock right after a checkpoint: the ledger's aggregates
         then hold all the state does (a new budget's spend, read from the daily sums, is exact).
         Rare, admin-driven: ingest waits for one checkpoint write meanwhile."""
         with self._checkpointing, self.lock:
-            try:
-                self._write_checkpoint(self._prepare_checkpoint())
-            except Exception:
-                # The changes taken from the state are in no checkpoint now: the applier
-                # rebuilds from the ledger (it alone may, with the writer paused).
-                self._rebuild_wanted.set()
-                raise
+            # Raises, the changes given back to the state, when the write fails.
+            self._write_checkpoint(self._prepare_checkpoint(), locked=True)
             return action()
-
-    def _rebuild(self) -> None:
-        """Pause the writer, rebuild from the ledger (which holds every committed group), then
-        answer the groups committed meanwhile without applying them a second time."""
-        with self._write_gate:
-            waiting: list[_Committed] = []
-            stop_seen = False
-            while True:
-                try:
-                    group = self._committed_groups.get_nowait()
-                except queue.Empty:
-                    break
-                if group is None:
-                    stop_seen = True
-                else:
-                    waiting.append(group)
-            try:
-                self.recover()
-            except Exception:
-                self.telemetry.ledger_errors.labels("read").inc()
-                log.exception("rebuilding the state from the ledger failed")
-            for group in waiting:
-                self._answer(group)
-            if stop_seen:
-                self._committed_groups.put(None)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import Engine, and_, delete, or_, select
+from sqlalchemy import Engine, and_, delete, func, or_, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from exporter.budgets import SECONDS_PER_DAY
@@ -75,6 +75,11 @@ class Pruner:
         events = schema.events
         with self.engine.connect() as connection:
             limit = connection.execute(select(schema.checkpoint.c.applied_seq)).scalar() or 0
+            newest = connection.execute(select(func.max(events.c.seq))).scalar() or 0
+        # The newest event stays: SQLite gives a new row the highest seq + 1, so with it gone a
+        # seq would be handed out twice (the writer, the checkpoint and the stream count on
+        # seqs only growing).
+        limit = min(limit, newest - 1)
         after = 0
         while stop is None or not stop.is_set():
             with self.engine.connect() as connection:

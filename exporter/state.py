@@ -873,6 +873,34 @@ class FleetState:
         self._daily_cost = {}
         return changes
 
+    def give_back(self, changes: Changes) -> None:
+        """Changes taken for a checkpoint whose write failed: the next checkpoint writes them
+        (with whatever changed since), so none is lost and none is counted twice."""
+        counters = {family.name: family for family in self.families.counters()}
+        histograms = {family.name: family for family in self.families.histograms()}
+        for key in changes.counters:
+            name, labels = split_key(key)
+            counters[name].dirty.add(labels)
+        for key in changes.histograms:
+            name, labels = split_key(key)
+            histograms[name].dirty.add(labels)
+        for agent in changes.agents:
+            self._dirty_agents.setdefault((agent.source, agent.agent_id), agent)
+        for task in changes.tasks:
+            self._dirty_tasks.setdefault((task.source, task.task_id), task)
+        for run in changes.runs:
+            self._dirty_runs.setdefault((run.source, run.run_id), run)
+        for step in changes.steps:
+            self._dirty_steps.setdefault((step.source, step.run_id, step.step_id), step)
+        self.limiter.added[:0] = changes.label_values
+        for day_key, usage in changes.daily_cost.items():
+            daily = self._daily_cost.get(day_key)
+            if daily is None:
+                self._daily_cost[day_key] = list(usage)
+            else:
+                for index, value in enumerate(usage):
+                    daily[index] += value
+
     def restore(self, snapshot: Snapshot) -> None:
         """Rebuild from the ledger's rows: counters exactly as last committed."""
         self._reset(LabelLimiter(self._label_value_limit, snapshot.label_values))

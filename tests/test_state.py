@@ -310,3 +310,31 @@ def test_batch_fast_mode_and_us_only_inference_multiply_the_price(harness: Harne
                   "speed": "fast"})
     with harness.exporter.lock:
         assert harness.exporter.state.agents[("default", "slow")].cost_nano == 5 * 10**9
+
+
+def test_a_failed_checkpoint_gives_its_changes_back_to_the_next(harness: Harness,
+                                                                 monkeypatch: pytest.MonkeyPatch):
+    harness.send(created("c", "BUILDER", "claude-opus-4-6"),
+                 {"type": "agent.usage", "agent_id": "c", "input_tokens": 1_000_000})
+    ledger = harness.exporter.ledger
+    real_write = ledger.write_checkpoint
+    failures = []
+
+    def failing_once(connection: object, groups: object) -> None:
+        if not failures:
+            failures.append(1)
+            raise OSError("disk full")
+        real_write(connection, groups)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ledger, "write_checkpoint", failing_once)
+    harness.send({"type": "agent.usage", "agent_id": "c", "input_tokens": 1_000_000})
+    with pytest.raises(OSError):
+        harness.exporter.pipeline.synced()  # the changes of that event are in no row now
+    harness.send({"type": "agent.usage", "agent_id": "c", "input_tokens": 1_000_000})
+    harness.exporter.pipeline.synced()  # a later checkpoint succeeds: it must carry them
+    labels = {"source": "default", "role": "BUILDER", "model": "claude-opus-4-6",
+              "task_type": "none", "workflow": "none"}
+    assert harness.value("orchestrator_cost_usd_total", **labels) == 15.0
+    harness.restart()  # loads that checkpoint: every event counted once
+    assert harness.value("orchestrator_cost_usd_total", **labels) == 15.0
+    assert harness.value("orchestrator_tokens_total", **labels, type="input") == 3_000_000

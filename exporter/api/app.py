@@ -125,6 +125,8 @@ def create_app(exporter: Exporter, *, tokens: TokenRegistry) -> FastAPI:
             raise ApiError(503, "ledger_unavailable", "the ledger does not answer",
                            [{"reason": str(error)}]) from None
         failure = exporter.pipeline.write_failure
+        if failure is not None and await run_in_threadpool(_writable_again, exporter):
+            failure = None
         if failure is not None:
             full = exporter.pipeline.write_failure_full
             raise ApiError(503, "ledger_full" if full else "ledger_unwritable",
@@ -133,3 +135,15 @@ def create_app(exporter: Exporter, *, tokens: TokenRegistry) -> FastAPI:
         return JSONResponse({"status": "ready"}, headers={"X-Request-ID": request_id(request)})
 
     return app
+
+
+def _writable_again(exporter: Exporter) -> bool:
+    """After a refused write, whether the ledger takes writes now (space freed, say): a probe,
+    so that /ready recovers even when no ingest arrives to prove it."""
+    try:
+        exporter.ledger.probe_write()
+    except Exception:
+        return False
+    exporter.pipeline.write_failure = None
+    exporter.pipeline.write_failure_full = False
+    return True

@@ -16,6 +16,7 @@ from typing import Annotated, Final
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 
 from exporter.api.deps import guard
 from exporter.api.errors import ApiError
@@ -100,9 +101,12 @@ def stream_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimite
             finally:
                 hub.unsubscribe(subscriber)
 
+        # The background task also unsubscribes when the client left before the first frame
+        # (the generator's `finally` never runs then); unsubscribing twice is harmless.
         return StreamingResponse(frames(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store",
-                                          "X-Accel-Buffering": "no"})
+                                          "X-Accel-Buffering": "no"},
+                                 background=BackgroundTask(hub.unsubscribe, subscriber))
 
     @router.websocket("/ws")
     async def websocket(socket: WebSocket, types: Types = None, agent_id: Name = None,

@@ -101,6 +101,19 @@ class Ledger:
         with self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
+    def probe_write(self) -> None:
+        """Raises while the database refuses writes: a row large enough to need new pages is
+        written and rolled back (a full disk refuses the pages, a read-only database the row).
+        """
+        with self.engine.connect() as connection:
+            transaction = connection.begin()
+            try:
+                connection.execute(schema.audit.insert().values(
+                    at=0.0, token="probe", action="probe", target="{}", client="",
+                    user_agent="", outcome="probe", detail="0" * 65_536))
+            finally:
+                transaction.rollback()
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()

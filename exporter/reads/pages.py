@@ -1,8 +1,11 @@
 """Lists a page at a time: keyset cursors over a sort column and the row's key.
 
 A cursor names the last row of the page before (its sort value and key), so a page is one index
-range however deep the client has paged, and rows written meanwhile never shift a page. The
-cursor is opaque to clients (URL-safe base64 of JSON) and checked when it comes back.
+range however deep the client has paged, and rows added meanwhile never shift a page. A row
+whose sort value changes between two pages (an agent's cost, its last activity) may show on
+both or on neither: sort by a value that does not change (created, submitted, started) to page
+through a moving fleet exactly. The cursor is opaque to clients (URL-safe base64 of JSON) and
+checked when it comes back.
 """
 
 from __future__ import annotations

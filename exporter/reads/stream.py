@@ -89,8 +89,10 @@ class Subscriber:
     def offer(self, events: Sequence[StreamEvent]) -> None:
         if self.cut_off or self.closed:
             return
-        if len(self.buffer) + len(events) > self.limit:
-            self.cut_off = True  # slower than the fleet: resume from `position` later
+        if self.buffer and len(self.buffer) + len(events) > self.limit:
+            # Slower than the fleet: resume from `position` later. An empty buffer takes a
+            # whole chunk however small the limit, so a reader keeping up is never cut off.
+            self.cut_off = True
         else:
             self.buffer.extend(events)
         self.wake.set()
@@ -162,6 +164,8 @@ class EventHub:
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
+        if subscriber.closed:
+            return
         subscriber.closed = True
         self.subscribers.discard(subscriber)
         if subscriber.cut_off:
