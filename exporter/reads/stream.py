@@ -90,9 +90,7 @@ class Subscriber:
         if self.cut_off or self.closed:
             return
         if self.buffer and len(self.buffer) + len(events) > self.limit:
-            # Slower than the fleet: resume from `position` later. An empty buffer takes a
-            # whole chunk however small the limit, so a reader keeping up is never cut off.
-            self.cut_off = True
+            self.cut_off = True  # slower than the fleet: resume from `position` later
         else:
             self.buffer.extend(events)
         self.wake.set()
@@ -133,7 +131,10 @@ class EventHub:
                     self.position = self._wanted
                     break
                 try:
-                    rows = await asyncio.to_thread(self.fetch, self.position, FETCH_CHUNK)
+                    # Chunks no larger than a subscriber's buffer: one that keeps up always
+                    # takes a whole chunk, one that does not is cut off at the next.
+                    rows = await asyncio.to_thread(self.fetch, self.position,
+                                                   min(FETCH_CHUNK, self.buffer_events))
                 except Exception:
                     log.exception("the stream could not read the ledger; retrying")
                     await asyncio.sleep(1.0)
