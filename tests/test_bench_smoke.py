@@ -1,4 +1,5 @@
-"""`python -m bench` runs every code path at tiny sizes and reports a number for each measurement.
+"""`python -m bench` and `python -m bench.reads` run every code path at tiny sizes and report a
+number for each measurement.
 
 Timing is never asserted here: the numbers of a tiny run on a shared machine mean nothing; the
 real run and its results are in docs/benchmarks.md.
@@ -11,6 +12,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 TINY = ["--quick", "--events", "1500", "--ingest-events", "500", "--rounds", "1",
@@ -21,14 +23,19 @@ def _positive(value: object) -> bool:
     return isinstance(value, int | float) and math.isfinite(value) and value > 0
 
 
-def test_bench_reports_every_measurement_with_its_baseline(tmp_path: Path) -> None:
-    output = tmp_path / "results.json"
+def _bench(module: str, arguments: list[str], output: Path, *shown: str) -> dict[str, Any]:
+    """Run `python -m module`; its JSON results, once its table has shown each of `shown`."""
     completed = subprocess.run(
-        [sys.executable, "-m", "bench", *TINY, "--json", str(output)],
+        [sys.executable, "-m", module, *arguments, "--json", str(output)],
         cwd=REPOSITORY, capture_output=True, text=True, timeout=120, check=False)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "HTTP ingest" in completed.stdout and "GET /metrics" in completed.stdout
-    results = json.loads(output.read_text())
+    assert all(text in completed.stdout for text in shown), completed.stdout
+    results: dict[str, Any] = json.loads(output.read_text())
+    return results
+
+
+def test_bench_reports_every_measurement_with_its_baseline(tmp_path: Path) -> None:
+    results = _bench("bench", TINY, tmp_path / "results.json", "HTTP ingest", "GET /metrics")
 
     numbers = {
         "ingest": results["ingest"]["events_per_second"],
@@ -69,3 +76,49 @@ def test_ab_loads_each_checkout_in_turn_and_reports_a_ratio_to_the_first() -> No
                               cwd=REPOSITORY, capture_output=True, text=True, timeout=60,
                               check=False)
     assert rejected.returncode == 2 and "holds no exporter package" in rejected.stderr
+
+
+# Every measurement after the fill restarts the exporter on a copy of the filled ledger: the
+# fewest blocks and rounds keep those restarts, and the test, short.
+READS_TINY = ["--quick", "--events", "3000", "--requests", "4", "--blocks", "1",
+              "--subscribers", "3", "--stream-seconds", "1", "--ratio-events", "1000",
+              "--ratio-rounds", "1", "--max-wait", "0"]
+
+
+def test_reads_bench_reports_every_number_beside_its_baseline(tmp_path: Path) -> None:
+    results = _bench("bench.reads", READS_TINY, tmp_path / "reads.json", "GET /agents",
+                     "SSE delivery")
+    assert results["fleet"]["tasks"] == 60 and results["fleet"]["agents"] == 180
+    assert results["fill"]["events_accepted"] == 3000
+    endpoints = results["reads"]["endpoints"]
+    assert len(endpoints) == 14
+    export, delivery, alone, ratio = (results["export"], results["delivery"],
+                                      results["delivery_baseline"], results["ratio"])
+    numbers = {
+        "max ingest": results["fill"]["events_per_second"],
+        **{f"{endpoint['name']} {kind} {key}": endpoint[kind][key]
+           for endpoint in endpoints for kind in ("paced", "plain")
+           for key in ("p50_ms", "p95_ms", "max_ms")},
+        "paced ingest during reads": results["reads"]["ingest"]["events_per_second"],
+        "export": export["paced"]["events_per_second"],
+        "export without ingest": export["plain"]["events_per_second"],
+        "sqlite3 read": export["sqlite3"]["rows_per_second"],
+        "rss": export["paced"]["rss_before_bytes"],
+        "paced ingest during export": export["ingest"]["events_per_second"],
+        # An event may reach a subscriber before its ingest answer reaches the pacer, so a
+        # median may be negative on a busy machine; the tail never is.
+        "delivery p95": delivery["p95_ms"], "delivery max": delivery["max_ms"],
+        "one subscriber p95": alone["p95_ms"], "one subscriber max": alone["max_ms"],
+        "paced ingest during delivery": delivery["ingest"]["events_per_second"],
+        "ingest with subscribers": ratio["with_events_per_second"],
+        "ingest without subscribers": ratio["events_per_second"],
+    }
+    assert all(_positive(value) for value in numbers.values()), numbers
+    assert math.isfinite(delivery["p50_ms"]) and math.isfinite(ratio["drop_percent"])
+    assert export["paced"]["rss_growth_bytes"] >= 0 and export["plain"]["events"] >= 3000
+    for stream, subscribers in ((delivery, 3), (alone, 1)):
+        assert stream["subscribers"] == subscribers and stream["missing"] == 0
+        assert stream["deliveries"] == stream["events"] * subscribers > 0
+    assert len(ratio["with"]) == len(ratio["without"]) == 1
+    assert all(len(results[phase]["load"]) == 2 for phase in (
+        "fill", "reads", "export", "delivery", "delivery_baseline", "ratio"))

@@ -1,0 +1,109 @@
+"""`python -m bench.reads`: the read API and the live stream on a ledger of a million events
+while ingest runs at half its measured maximum, each number beside a baseline of the same run.
+
+The phases are in `bench.read_phases`, the table in `bench.reads_report`; this module reads the
+options and prints the results. Not part of `make test` (tests/test_bench_smoke.py runs it at
+tiny sizes); docs/benchmarks.md has the results and what each number means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import workload
+from bench.read_phases import Options, run
+from bench.reads_report import render
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.reads", description=(
+        "Benchmark the read API, the export and the live stream of a real exporter on a large "
+        "ledger while paced ingest runs, each against a baseline measured in the same run. "
+        "Prints a table; --json writes every number."))
+    size = parser.add_argument_group("sizes")
+    size.add_argument("--quick", action="store_true", help="small sizes, no waiting for a "
+                      "quiet machine")
+    size.add_argument("--events", type=int, help="events in the ledger before reading "
+                      "(default 1,000,000; quick 50,000)")
+    size.add_argument("--requests", type=int, help="timed requests per endpoint, each with "
+                      "and without ingest (default 200; quick 20)")
+    size.add_argument("--blocks", type=int, help="alternating blocks those requests are "
+                      "split into (default 4; quick 2)")
+    size.add_argument("--subscribers", type=int, help="stream subscribers (default 100, the "
+                      "exporter's cap; quick 10)")
+    size.add_argument("--stream-seconds", type=float, help="paced ingest while the "
+                      "subscribers' delivery is timed (default 15; quick 3)")
+    size.add_argument("--ratio-events", type=int, help="events per ingest round with and "
+                      "without subscribers (default 200,000; quick 20,000)")
+    size.add_argument("--ratio-rounds", type=int, default=2, help="rounds of each (default 2)")
+    size.add_argument("--batch-size", type=int, default=500,
+                      help=f"events per request, a multiple of {workload.EPISODE_EVENTS}")
+    size.add_argument("--connections", type=int, default=8, help="concurrent connections of "
+                      "the load generator and of the pacer")
+    run_group = parser.add_argument_group("run")
+    run_group.add_argument("--synchronous", choices=("FULL", "NORMAL"), default="FULL")
+    run_group.add_argument("--max-seconds", type=float, default=600.0,
+                           help="time bound of each load generator run")
+    run_group.add_argument("--max-load", type=float, default=0.5, help="wait for a one-minute "
+                           "load average below this before starting")
+    run_group.add_argument("--max-wait", type=float, help="seconds to wait for that (default "
+                           "300; quick 0)")
+    run_group.add_argument("--profile", type=Path, metavar="DIR", help="also run py-spy on "
+                           "the exporter during two more paced segments (reads; the "
+                           "subscribers): raw stacks and per-thread summaries go here")
+    run_group.add_argument("--profile-seconds", type=float, default=5.0)
+    run_group.add_argument("--json", type=Path, metavar="FILE", help="write the results here")
+    run_group.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    run_group.add_argument("--workdir", type=Path, help="keep the ledger and logs here "
+                           "(default: a temporary directory, removed)")
+    return parser
+
+
+def _options(argv: Sequence[str] | None) -> Options:
+    parser = _parser()
+    arguments = parser.parse_args(argv)
+    quick = arguments.quick
+
+    def pick(value: Any, full: Any, small: Any) -> Any:
+        return value if value is not None else (small if quick else full)
+
+    if arguments.batch_size % workload.EPISODE_EVENTS:
+        parser.error(f"--batch-size must be a multiple of {workload.EPISODE_EVENTS}")
+    return Options(
+        events=pick(arguments.events, 1_000_000, 50_000),
+        requests=pick(arguments.requests, 200, 20), blocks=pick(arguments.blocks, 4, 2),
+        subscribers=pick(arguments.subscribers, 100, 10),
+        stream_seconds=pick(arguments.stream_seconds, 15.0, 3.0),
+        ratio_events=pick(arguments.ratio_events, 200_000, 20_000),
+        ratio_rounds=arguments.ratio_rounds, batch_size=arguments.batch_size,
+        connections=arguments.connections, synchronous=arguments.synchronous,
+        max_seconds=arguments.max_seconds, max_load=arguments.max_load,
+        max_wait=pick(arguments.max_wait, 300.0, 0.0), profile=arguments.profile,
+        profile_seconds=arguments.profile_seconds, json=arguments.json,
+        markdown=arguments.markdown, workdir=arguments.workdir)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = _options(argv)
+    if options.workdir is not None:
+        options.workdir.mkdir(parents=True, exist_ok=False)
+        results = run(options, options.workdir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="orchestrator-bench-reads-") as temporary:
+            results = run(options, Path(temporary))
+    print(render(results, markdown=options.markdown))
+    if "profile" in results:
+        print(f"\npy-spy profiles: {options.profile}/reads.txt, stream.txt")
+    if options.json is not None:
+        options.json.write_text(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
