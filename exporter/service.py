@@ -14,7 +14,7 @@ from exporter.control.audit import AuditTrail
 from exporter.control.budget_book import BudgetBook
 from exporter.control.enforcer import BudgetEnforcer
 from exporter.control.queue import CommandQueue
-from exporter.ledger import Ledger, make_engine, migrate
+from exporter.ledger import Ledger, make_engine, make_read_engine, migrate
 from exporter.metrics import MetricsRenderer
 from exporter.pipeline import IngestPipeline
 from exporter.pricing import load_price_table
@@ -76,9 +76,9 @@ def build_exporter(settings: Settings, *, registry: CollectorRegistry | None = N
     state = FleetState(prices=load_price_table(config.pricing), budgets=config.budgets,
                        label_value_limit=settings.label_value_limit)
     lock = threading.Lock()
-    ledger = Ledger(make_engine(settings.database_url,
-                                sqlite_synchronous=settings.sqlite_synchronous,
-                                sqlite_max_bytes=settings.sqlite_max_bytes))
+    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous,
+                         sqlite_max_bytes=settings.sqlite_max_bytes)
+    ledger = Ledger(engine, make_read_engine(settings.database_url, engine))
     pipeline = IngestPipeline(ledger=ledger, state=state, lock=lock, telemetry=telemetry,
                               checkpoint_seconds=settings.checkpoint_seconds)
     renderer = MetricsRenderer(state=state, lock=lock, registry=registry,

@@ -153,9 +153,9 @@ def read_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimiter,
                        dependencies=[Depends(guard(tokens, exporter.telemetry, "read",
                                                    limiter))])
     synced = exporter.pipeline.synced
-    fleet = FleetReads(exporter.ledger.engine, synced)
-    readers = _Readers(fleet, FleetReads(exporter.ledger.engine, lambda: None))
-    costs = CostReads(exporter.ledger.engine, synced)
+    fleet = FleetReads(exporter.ledger.reader, synced)
+    readers = _Readers(fleet, FleetReads(exporter.ledger.reader, lambda: None))
+    costs = CostReads(exporter.ledger.reader, synced)
 
     def budgets() -> list[dict[str, Any]]:
         now = time.time()
@@ -310,7 +310,7 @@ def read_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimiter,
                      types: Annotated[str | None, Query(max_length=1024)] = None,
                      source: Name = None) -> StreamingResponse:
         where = EventRange(after, before, *_span(since, until), _types(types), source)
-        engine = exporter.ledger.engine
+        engine = exporter.ledger.reader
 
         def lines() -> Iterator[bytes]:
             for rows in export_events(engine, where):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import operator
 import sqlite3
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -74,8 +75,15 @@ class RowGroup:
 class Ledger:
     """The durable store behind the exporter; one writer thread uses it at a time."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, reader: Engine | None = None) -> None:
         self.engine = engine
+        # What reads without writing goes through (engine.make_read_engine); the writer's engine
+        # when none is given.
+        self.reader = reader if reader is not None else engine
+        # The ingest writer and the checkpoint, the process's two busy writers, take turns on
+        # this lock rather than on SQLite's: a writer waiting for SQLite's lock polls it with
+        # sleeps of up to 100 ms, one waiting here wakes as soon as the other commits.
+        self.gate = threading.Lock()
         self.dialect = engine.dialect.name
         self.bulk = self.dialect == "sqlite"
         # SQLite: the writer's view of the stored ids (see ledger/dedup.py).
@@ -119,12 +127,18 @@ class Ledger:
             self._writer.close()
             self._writer = None
         self.engine.dispose()
+        if self.reader is not self.engine:
+            self.reader.dispose()
 
     # -- writing -----------------------------------------------------------------------------
 
     def write_events(self, parts: Sequence[Part]) -> tuple[list[bool], int]:
         """Store the events whose id is new and count the others as duplicates, in one
         transaction; per event (of all parts, in order) whether it was new, and the last seq."""
+        with self.gate:
+            return self._write_events(parts)
+
+    def _write_events(self, parts: Sequence[Part]) -> tuple[list[bool], int]:
         events = [event for part in parts for event in part.events]
         if self.bulk:
             appended = self._append(parts, events)
@@ -269,7 +283,7 @@ class Ledger:
     def events_after(self, seq: int, limit: int) -> list[tuple[int, float, bytes]]:
         """Stored events after `seq`, in order: (seq, received, payload)."""
         column = schema.events.c
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             rows = connection.execute(
                 select(column.seq, column.received, column.payload)
                 .where(column.seq > seq).order_by(column.seq).limit(limit)).all()
