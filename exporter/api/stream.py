@@ -23,8 +23,8 @@ from exporter.api.errors import ApiError
 from exporter.api.guards import RateLimiter
 from exporter.events import EVENT_TYPES
 from exporter.reads.stream import (
+    Chunk,
     EventHub,
-    StreamEvent,
     StreamFilter,
     Subscriber,
     TooManySubscribersError,
@@ -59,8 +59,8 @@ def _resume_point(after: int | None, last_event_id: str | None) -> int | None:
     return after
 
 
-def _sse(batch: list[StreamEvent]) -> bytes:
-    return b"".join(b"id: %d\ndata: %s\n\n" % (event.seq, event.payload) for event in batch)
+def _sse(batch: list[Chunk]) -> bytes:
+    return batch[0].sse() if len(batch) == 1 else b"".join(chunk.sse() for chunk in batch)
 
 
 def stream_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimiter,
@@ -136,9 +136,9 @@ def stream_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimite
                     await socket.send_text(orjson.dumps(
                         {"type": "heartbeat", "seq": subscriber.position}).decode())
                     continue
-                for event in batch:
-                    await socket.send_text(
-                        (b'{"seq":%d,"event":%s}' % (event.seq, event.payload)).decode())
+                for chunk in batch:
+                    for message in chunk.messages():
+                        await socket.send_text(message)
             if subscriber.cut_off:
                 await socket.send_text(orjson.dumps(
                     {"type": "cutoff", "resume_after": subscriber.position}).decode())

@@ -24,6 +24,7 @@ from exporter.events import TYPE_ALIASES
 log = logging.getLogger(__name__)
 
 FETCH_CHUNK: Final = 2_000
+FAN_OUT_SECONDS: Final = 0.01
 # Spellings of the fields a subscriber may filter on, as stored events may carry them.
 FILTER_SPELLINGS: Final[dict[str, tuple[str, ...]]] = {
     "agent_id": ("agent_id", "agentId"),
@@ -34,19 +35,71 @@ FILTER_SPELLINGS: Final[dict[str, tuple[str, ...]]] = {
 Fetch = Callable[[int, int], Sequence[tuple[int, float, bytes]]]
 
 
-@dataclass(frozen=True, slots=True)
 class StreamEvent:
-    seq: int
-    payload: bytes
-    fields: dict[str, Any]
+    """One stored event; its fields are parsed only when a subscriber's filter asks."""
+
+    __slots__ = ("_fields", "payload", "seq")
+
+    def __init__(self, seq: int, payload: bytes) -> None:
+        self.seq = seq
+        self.payload = payload
+        self._fields: dict[str, Any] | None = None
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        if self._fields is None:
+            try:
+                fields = orjson.loads(self.payload)
+            except orjson.JSONDecodeError:
+                fields = {}
+            self._fields = fields if isinstance(fields, dict) else {}
+        return self._fields
+
+
+class Chunk:
+    """Consecutive events handed out together. Encoded once for every subscriber that sends it
+    whole: with 100 subscribers, building each one's frames was most of the event loop's work
+    (docs/benchmarks.md)."""
+
+    __slots__ = ("_messages", "_sse", "events")
+
+    def __init__(self, events: list[StreamEvent]) -> None:
+        self.events = events
+        self._sse: bytes | None = None
+        self._messages: list[str] | None = None
 
     @classmethod
-    def of(cls, seq: int, payload: bytes) -> StreamEvent:
-        try:
-            fields = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            fields = {}
-        return cls(seq, payload, fields if isinstance(fields, dict) else {})
+    def of(cls, rows: Sequence[tuple[int, float, bytes]]) -> Chunk:
+        return cls([StreamEvent(seq, payload) for seq, _received, payload in rows])
+
+    @property
+    def last_seq(self) -> int:
+        return self.events[-1].seq
+
+    def after(self, seq: int) -> Chunk:
+        """This chunk without the events up to `seq` (itself when none are)."""
+        if not self.events or self.events[0].seq > seq:
+            return self
+        return Chunk([event for event in self.events if event.seq > seq])
+
+    def admitted(self, where: StreamFilter) -> Chunk:
+        if where.everything:
+            return self
+        return Chunk([event for event in self.events if where.admits(event)])
+
+    def sse(self) -> bytes:
+        """Server-Sent Events frames: `id:` the seq, `data:` the event as stored."""
+        if self._sse is None:
+            self._sse = b"".join(b"id: %d\ndata: %s\n\n" % (event.seq, event.payload)
+                                 for event in self.events)
+        return self._sse
+
+    def messages(self) -> list[str]:
+        """WebSocket messages, one per event."""
+        if self._messages is None:
+            self._messages = [(b'{"seq":%d,"event":%s}' % (event.seq, event.payload)).decode()
+                              for event in self.events]
+        return self._messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +108,11 @@ class StreamFilter:
     agent_id: str | None = None
     task_id: str | None = None
     run_id: str | None = None
+
+    @property
+    def everything(self) -> bool:
+        return not self.types and self.agent_id is None and self.task_id is None \
+            and self.run_id is None
 
     def admits(self, event: StreamEvent) -> bool:
         fields = event.fields
@@ -81,19 +139,28 @@ class Subscriber:
     # Last event this subscriber has been handed (sent or skipped by its filter).
     position: int
     live_from: int  # the hub's position when it registered: catch-up ends there
-    buffer: deque[StreamEvent] = field(default_factory=deque)
+    buffer: deque[Chunk] = field(default_factory=deque)
+    buffered: int = 0  # events in the buffer
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     cut_off: bool = False
     closed: bool = False
 
-    def offer(self, events: Sequence[StreamEvent]) -> None:
+    def offer(self, chunk: Chunk) -> None:
         if self.cut_off or self.closed:
             return
-        if self.buffer and len(self.buffer) + len(events) > self.limit:
+        if self.buffered and self.buffered + len(chunk.events) > self.limit:
             self.cut_off = True  # slower than the fleet: resume from `position` later
         else:
-            self.buffer.extend(events)
+            self.buffer.append(chunk)
+            self.buffered += len(chunk.events)
         self.wake.set()
+
+    def take(self) -> list[Chunk]:
+        """The buffered chunks, without what this subscriber was already handed."""
+        chunks = [chunk.after(self.position) for chunk in self.buffer]
+        self.buffer.clear()
+        self.buffered = 0
+        return [chunk for chunk in chunks if chunk.events]
 
 
 class EventHub:
@@ -123,8 +190,13 @@ class EventHub:
             loop.call_soon_threadsafe(self._wake.set)
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        handed_out = 0.0
         while True:
             await self._wake.wait()
+            # Events applied within FAN_OUT_SECONDS go out together: each hand-out costs every
+            # subscriber a send, so fewer, larger ones leave the loop to the ingest it answers.
+            await asyncio.sleep(max(0.0, handed_out + FAN_OUT_SECONDS - loop.time()))
             self._wake.clear()
             while self.position < self._wanted:
                 if not self.subscribers:  # nobody listens: skip ahead without reading
@@ -141,10 +213,11 @@ class EventHub:
                     continue
                 if not rows:
                     break
-                events = [StreamEvent.of(seq, payload) for seq, _received, payload in rows]
-                self.position = events[-1].seq
+                chunk = Chunk.of(rows)
+                self.position = chunk.last_seq
                 for subscriber in list(self.subscribers):
-                    subscriber.offer(events)
+                    subscriber.offer(chunk)
+            handed_out = loop.time()
 
     def close(self) -> None:
         """End every subscriber's stream (the server is shutting down; clients resume)."""
@@ -173,25 +246,22 @@ class EventHub:
             self.cut_offs += 1
 
     async def events(self, subscriber: Subscriber,
-                     heartbeat: float) -> AsyncIterator[list[StreamEvent] | None]:
-        """Batches of the subscriber's events in order; None when `heartbeat` seconds pass
-        with nothing to send. Ends when it is cut off (its `position` says where to resume)."""
+                     heartbeat: float) -> AsyncIterator[list[Chunk] | None]:
+        """The subscriber's events in order, as chunks to send together; None when `heartbeat`
+        seconds pass with nothing to send. Ends when it is cut off (its `position` says where
+        to resume)."""
         while subscriber.position < subscriber.live_from and not self.closing:  # catch up
             rows = await asyncio.to_thread(self.fetch, subscriber.position,
                                            min(FETCH_CHUNK, subscriber.live_from
                                                - subscriber.position))
             if not rows:
                 break
-            batch = self._admitted(subscriber, [StreamEvent.of(seq, payload)
-                                                for seq, _received, payload in rows])
+            batch = self._admitted(subscriber, [Chunk.of(rows)])
             if batch:
                 yield batch
         while True:
             if subscriber.buffer:  # even once cut off: the buffer is contiguous, send it first
-                pending = [event for event in subscriber.buffer
-                           if event.seq > subscriber.position]
-                subscriber.buffer.clear()
-                batch = self._admitted(subscriber, pending)
+                batch = self._admitted(subscriber, subscriber.take())
                 if batch:
                     yield batch
                 continue
@@ -204,7 +274,8 @@ class EventHub:
                 yield None
 
     @staticmethod
-    def _admitted(subscriber: Subscriber, events: list[StreamEvent]) -> list[StreamEvent]:
-        if events:
-            subscriber.position = events[-1].seq
-        return [event for event in events if subscriber.where.admits(event)]
+    def _admitted(subscriber: Subscriber, chunks: list[Chunk]) -> list[Chunk]:
+        if chunks:
+            subscriber.position = chunks[-1].last_seq
+        admitted = [chunk.admitted(subscriber.where) for chunk in chunks]
+        return [chunk for chunk in admitted if chunk.events]
