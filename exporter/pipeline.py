@@ -353,8 +353,7 @@ class IngestPipeline:
         no row, or a restart would skip them)."""
         started = time.perf_counter()
         try:
-            with self.ledger.gate, self.ledger.engine.begin() as connection:
-                self.ledger.write_checkpoint(connection, prepared.rows)
+            self.ledger.write_checkpoint(prepared.rows)
         except Exception:
             self.telemetry.ledger_errors.labels("write").inc()
             if locked:

@@ -1,0 +1,74 @@
+"""The ledger's two SQLite engines: the writer's and the readers'.
+
+Readers must never take the write lock (a deferred, query-only transaction reads a WAL
+snapshot), and a checkpoint, committed without waiting for the disk, must leave the pooled
+connection as durable as it found it for the ingest writer that may use it next.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
+
+from exporter.events import validate_batch
+from exporter.ledger import Ledger, make_engine, make_read_engine, migrate, schema
+from exporter.ledger.store import Part, RowGroup
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Ledger:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    return Ledger(engine, make_read_engine(url, engine))
+
+
+def _write(ledger: Ledger, *ids: str) -> None:
+    events, problems = validate_batch(
+        [{"type": "log.entry", "id": event_id, "level": "info", "message": event_id}
+         for event_id in ids], time.time())
+    assert problems == []
+    ledger.write_events([Part(events, time.time())])
+
+
+def _count(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(text("SELECT count(*) FROM events")).scalar_one())
+
+
+def test_the_reader_may_not_write(ledger: Ledger) -> None:
+    assert ledger.reader is not ledger.engine
+    with ledger.reader.connect() as connection, pytest.raises(OperationalError,
+                                                             match="readonly"):
+        connection.execute(text("DELETE FROM events"))
+
+
+def test_an_open_read_neither_blocks_the_writer_nor_sees_its_later_commits(
+        ledger: Ledger) -> None:
+    _write(ledger, "a")
+    with ledger.reader.connect() as reading:
+        assert reading.execute(text("SELECT count(*) FROM events")).scalar_one() == 1
+        # Under BEGIN IMMEDIATE this read would hold the write lock: the write would wait 30 s
+        # for it and then fail with "database is locked".
+        _write(ledger, "b", "c")
+        assert reading.execute(text("SELECT count(*) FROM events")).scalar_one() == 1
+    assert _count(ledger.reader) == 3
+    assert [row[0] for row in ledger.events_after(0, 10)] == [1, 2, 3]
+
+
+def test_a_checkpoint_gives_the_connection_back_as_durable_as_it_was(ledger: Ledger) -> None:
+    ledger.write_checkpoint([RowGroup(schema.checkpoint, ("id",), "update", [(1, 7)])])
+    # The pool's one idle connection is the one the checkpoint used.
+    with ledger.engine.connect() as connection:
+        assert connection.execute(text("PRAGMA synchronous")).scalar_one() == 2  # FULL
+        assert connection.execute(
+            text("SELECT applied_seq FROM checkpoint WHERE id = 1")).scalar_one() == 7
+
+
+def test_memory_databases_read_through_the_writer() -> None:
+    engine = make_engine("sqlite://")
+    assert make_read_engine("sqlite://", engine) is engine
