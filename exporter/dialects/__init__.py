@@ -21,7 +21,7 @@ RECEIVERS: Final[tuple[Receiver, ...]] = (
 )
 # Receivers of the in-process integrations, the log importer and OTLP (exporter.otlp): they
 # build canonical events themselves and only name themselves in `via`.
-IN_PROCESS: Final = ("orchestrator_progress", "orchestrator_logs", "claude_code_otlp")
+IN_PROCESS: Final = ("orchestrator_progress", "orchestrator_logs", "claude_code_otlp", "agent_sdk")
 # Claude Code's hooks and transcripts, read by exporter.claude_code: they correlate what they
 # read (tool call pairs, sub-agents) and so build canonical events themselves too.
 CLAUDE_CODE: Final = ("claude_code_hooks", "claude_code_transcripts")

@@ -18,30 +18,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Final
 
+from exporter.integrations.emitter import Emitter, Sink
+
 log = logging.getLogger(__name__)
 
-Sink = Callable[[Mapping[str, Any]], None]
 VIA: Final = "orchestrator_progress"
 
 
-class _Emitter:
-    """Sends canonical events to the sink; logs instead of raising."""
+class _Emitter(Emitter):
+    """The orchestrator's events, and its agents' progress calls made canonical."""
 
     def __init__(self, sink: Sink, source: str | None) -> None:
-        self.sink = sink
-        self.envelope: dict[str, Any] = {"via": VIA}
-        if source is not None:
-            self.envelope["source"] = source
-
-    def __call__(self, event_type: str, **fields: Any) -> None:
-        try:
-            self.sink({**fields, **self.envelope, "type": event_type, "timestamp": time.time()})
-        except Exception:  # the orchestrator's agent must never fail because of monitoring
-            log.exception("could not send %s to the exporter", event_type)
+        super().__init__(sink, source, VIA)
 
     def progress(self, agent_id: str, event: str, data: object) -> None:
         """One `progress_callback(event, data)` call of the agent's."""
