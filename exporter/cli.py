@@ -157,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _demo(arguments)
     except ValidationError as error:
         first = error.errors()[0]
+        if not first["loc"]:  # a check of several settings names them in its message
+            return _fail(f"invalid settings: {first['msg']}")
         name = "EXPORTER_" + "_".join(str(part) for part in first["loc"]).upper()
         return _fail(f"invalid setting {name}: {first['msg']}")
     except ConfigError as error:
