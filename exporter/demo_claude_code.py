@@ -65,7 +65,7 @@ HOOKS_PATH: Final = "/api/v1/hooks/claude-code"
 _SLOTS: Final = (("BUILDER", "claude-sonnet-4-5-20250929", "/home/dev/shop"),
                  ("REVIEWER", "claude-opus-4-5-20251101", "/home/dev/billing"),
                  (None, "claude-haiku-4-5-20251001", "/home/dev/docs"))
-_TOOLS: Final = (("Read", 5), ("Edit", 4), ("Bash", 3), ("Grep", 2), ("Write", 1))
+_TOOLS: Final = (("Edit", 6), ("Read", 4), ("Bash", 3), ("Write", 2), ("Grep", 2))
 _EDIT_TOOLS: Final = frozenset({"Edit", "Write"})
 _LANGUAGES: Final = ("Python", "TypeScript", "Markdown")
 _PROMPTS: Final = ("Add a --dry-run flag to the deploy script", "Why does this test fail?",
@@ -177,7 +177,7 @@ class ClaudeCodeSessions:
         self._add(session, "claude_code.active_time.total", self._random.uniform(3, 20),
                   type="user")
         self._at(self._random.uniform(1, 3), lambda: self._request(
-            session, self._random.randint(2, 4)))
+            session, self._random.randint(3, 6)))
 
     def _request(self, session: _Session, remaining: int) -> None:
         """One API request of the turn; a tool call follows it unless it is the last."""
@@ -243,19 +243,19 @@ class ClaudeCodeSessions:
         self._at(seconds, lambda: self._request(session, remaining))
 
     def _end_turn(self, session: _Session) -> None:
-        """Every second turn ends with a commit; every third from the second opens a pull
+        """Every second turn ends with a commit; every third from the first opens a pull
         request too (a fresh demo has one within a minute)."""
         if session.ended:
             return
-        pull_request = session.turn % 3 == 2
-        if session.turn % 2 == 0 or pull_request:
+        pull_request = session.turn % 3 == 1
+        if session.turn % 2 == 1 or pull_request:
             self._add(session, "claude_code.commit.count", 1)
         if pull_request:
             self._add(session, "claude_code.pull_request.count", 1)
         self._hook(session, "Stop", permission_mode="default", stop_hook_active=False)
         session.turns_left -= 1
         if session.turns_left > 0:
-            self._at(self._random.uniform(4, 12), lambda: self._prompt(session))
+            self._at(self._random.uniform(3, 8), lambda: self._prompt(session))
         else:
             self._end(session, replace=True)
 
