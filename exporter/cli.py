@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -29,6 +29,10 @@ from exporter.settings import Settings
 GC_YOUNG_THRESHOLD: Final = 50_000
 # After SIGTERM, requests still open after this long are cancelled (their clients retry).
 GRACEFUL_SECONDS: Final = 20
+# The name of the ingest token `serve --demo` makes for its simulated Claude Code sessions, and
+# how long their wind-down may hold a shutdown.
+DEMO_SESSIONS_TOKEN: Final = "demo-claude-code"
+SESSIONS_END_SECONDS: Final = 5.0
 
 log = logging.getLogger("exporter")
 
@@ -157,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _demo(arguments)
     except ValidationError as error:
         first = error.errors()[0]
+        if not first["loc"]:  # a check of several settings names them in its message
+            return _fail(f"invalid settings: {first['msg']}")
         name = "EXPORTER_" + "_".join(str(part) for part in first["loc"]).upper()
         return _fail(f"invalid setting {name}: {first['msg']}")
     except ConfigError as error:
@@ -288,16 +294,21 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
 
     from exporter.api import create_app
     from exporter.service import build_exporter
-    from exporter.tokens import TokenConfigError, TokenRegistry
+    from exporter.tokens import Token, TokenConfigError, TokenRegistry, digest_of
 
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
     if token is None and not (settings.tokens or settings.tokens_file):
         token = secrets.token_urlsafe(24)
         log.warning("EXPORTER_ADMIN_TOKEN is not set; writes need this generated token: %s",
                     token)
+    # The demo's Claude Code sessions send over HTTP, as real ones do, with an ingest token of
+    # their own: the settings may name no token this process knows the secret of.
+    sessions_secret = secrets.token_urlsafe(24)
+    sessions_token = [Token(DEMO_SESSIONS_TOKEN, "ingest", digest_of(sessions_secret))]
     try:
         tokens = TokenRegistry.from_settings(admin_token=token, tokens=settings.tokens,
-                                             tokens_file=settings.tokens_file)
+                                             tokens_file=settings.tokens_file,
+                                             also=sessions_token if arguments.demo else ())
     except TokenConfigError as error:
         return _fail(f"invalid tokens: {error}")
     config = _demo_config(settings) if arguments.demo else None
@@ -305,8 +316,19 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
     exporter.start()
     stop_demo = threading.Event()
     demo = _start_demo(exporter, arguments, stop_demo) if arguments.demo else None
+    stop_sessions = threading.Event()
+    sessions = _start_sessions(settings, arguments, sessions_secret, stop_sessions) \
+        if arguments.demo else None
+
+    def end_sessions() -> None:
+        """Before the server stops listening: the sessions' last exports and SessionEnd hooks
+        go over HTTP, or the next start would find them live."""
+        stop_sessions.set()
+        if sessions is not None:
+            sessions.join(timeout=SESSIONS_END_SECONDS)
+
     app = create_app(exporter, tokens=tokens)
-    server = _server(app, settings)
+    server = _server(app, settings, before_exit=end_sessions)
     log.info("serving on %s://%s:%d (metrics at /metrics)",
              "https" if settings.tls_cert_file else "http", settings.host, settings.port)
     # uvicorn shuts down gracefully on SIGTERM or SIGINT, then raises the signal again against
@@ -318,6 +340,7 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
     try:
         server.run()
     finally:
+        stop_sessions.set()
         stop_demo.set()
         if demo is not None:
             # Its wind-down (agents deleted, runs cancelled) must reach the ledger before close,
@@ -327,15 +350,29 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _server(app: Any, settings: Settings) -> Any:
+def _server(app: Any, settings: Settings, *, before_exit: Callable[[], None]) -> Any:
     """uvicorn's server, ending the live streams when a shutdown starts: uvicorn waits for open
-    responses to finish, and a stream never would (its clients resume from their last seq)."""
+    responses to finish, and a stream never would (its clients resume from their last seq).
+    `before_exit` runs first, while the server still serves: in a thread of its own, since the
+    signal arrives on the event loop, which must go on answering (a second signal forces the
+    exit at once)."""
     import uvicorn
 
     class StreamClosingServer(uvicorn.Server):
+        exiting = False
+
         def handle_exit(self, sig: int, frame: Any) -> None:
-            app.state.hub.close()
-            super().handle_exit(sig, frame)
+            if self.exiting:
+                super().handle_exit(sig, frame)
+                return
+            self.exiting = True
+
+            def exit_after() -> None:
+                before_exit()
+                app.state.hub.close()
+                super(StreamClosingServer, self).handle_exit(sig, frame)
+
+            threading.Thread(target=exit_after, name="before-exit", daemon=True).start()
 
     return StreamClosingServer(uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=settings.log_level,
@@ -350,6 +387,26 @@ def _settle_heap() -> None:
     gc.freeze()
     _, middle, oldest = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, oldest)
+
+
+def _start_sessions(settings: Settings, arguments: argparse.Namespace, secret: str,
+                    stop: threading.Event) -> threading.Thread:
+    """The demo's simulated Claude Code sessions, posting OTLP and hooks to this server."""
+    from exporter.demo_claude_code import send_sessions
+
+    if logging.getLogger("httpx").level == logging.NOTSET:
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(settings.host,
+                                                                     settings.host)
+    host = f"[{host}]" if ":" in host else host
+    scheme = "https" if settings.tls_cert_file else "http"
+    # Over TLS the certificate need not name the loopback address: the peer is this process.
+    thread = threading.Thread(target=send_sessions, name="demo-claude-code", daemon=True,
+                              args=(f"{scheme}://{host}:{settings.port}", secret), kwargs={
+                                  "seed": arguments.demo_seed, "stop": stop,
+                                  "verify": scheme == "http"})
+    thread.start()
+    return thread
 
 
 def _start_demo(exporter: Any, arguments: argparse.Namespace,

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # A name of the event contract (events.md): what a label value may hold.
 _NAME = r"^[A-Za-z0-9 _\-.:/@+#]{1,128}$"
+# Variables no longer read, and what to set instead: one still set stops the program, since
+# ignoring it would silently change what the user asked for.
+REMOVED: Final = {
+    "EXPORTER_OTLP_DEFAULT_ROLE": "set EXPORTER_CLAUDE_CODE_ROLE instead, the one role of a "
+    "Claude Code session whether it arrives by OTLP, hooks or transcripts",
+}
 
 
 class Settings(BaseSettings):
@@ -70,17 +77,25 @@ class Settings(BaseSettings):
     stream_buffer_events: int = Field(default=10_000, ge=100, le=1_000_000)
     stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=3600)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    # Claude Code (docs/integrations.md): the role of a session whose hooks name none, and the
+    # Claude Code (docs/integrations.md): the role of a session that names none, whichever way
+    # it arrives (OTLP, hooks, transcripts: one session seen two ways keeps one role), and the
     # directories its transcripts may be read from (context-window fill); none: never read.
     claude_code_role: str = Field(default="CLAUDE_CODE", pattern=_NAME)
     transcript_roots: list[Path] = []
     # OTLP (Claude Code's telemetry, docs/integrations.md): what a session is when its resource
-    # attributes (orchestrator.source, .role, .task_id) do not say, and which signal counts its
+    # attributes (orchestrator.source, .task_id) do not say, and which signal counts its
     # cost and tokens: the cost and token metrics, or the api_request events.
     otlp_default_source: str = Field(default="default", pattern=_NAME)
-    otlp_default_role: str = Field(default="CLAUDE_CODE", pattern=_NAME)
     otlp_default_task_id: str | None = Field(default=None, pattern=_NAME)
     otlp_usage_from: Literal["metrics", "events"] = "metrics"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nothing_removed(cls, data: Any) -> Any:
+        for name in os.environ:
+            if name.upper() in REMOVED:
+                raise ValueError(f"{name.upper()} is no longer read: {REMOVED[name.upper()]}")
+        return data
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:

@@ -124,9 +124,10 @@ class TokenRegistry:
         self._check_names(self._from_file)
 
     @classmethod
-    def from_settings(cls, *, admin_token: str | None, tokens: Any,
-                      tokens_file: Path | None) -> TokenRegistry:
-        fixed = parse_tokens(tokens, "EXPORTER_TOKENS")
+    def from_settings(cls, *, admin_token: str | None, tokens: Any, tokens_file: Path | None,
+                      also: Iterable[Token] = ()) -> TokenRegistry:
+        """The tokens of the settings, and `also` those the process made for itself."""
+        fixed = [*parse_tokens(tokens, "EXPORTER_TOKENS"), *also]
         if admin_token:
             fixed.insert(0, Token("admin", "admin", digest_of(admin_token)))
         return cls(fixed=fixed, file=tokens_file)

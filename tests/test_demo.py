@@ -16,10 +16,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 
+import orjson
 import pytest
 import yaml
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from support import ExporterFactory
 from test_client import serve_stand_in
 
+from exporter.claude_code.hooks import HookReceiver, parse_hook
 from exporter.config import parse_config
 from exporter.demo import (
     CONTEXT_LIMIT_TOKENS,
@@ -31,7 +38,9 @@ from exporter.demo import (
     main_demo,
     run_demo,
 )
+from exporter.demo_claude_code import HOOKS_PATH, SESSIONS, ClaudeCodeSessions, Delivery
 from exporter.events import AGENT_STATUSES, EVENT_TYPES, LOG_LEVELS, Event, validate_batch
+from exporter.otlp.claude_code import ClaudeCodeReceiver, Defaults
 from exporter.pricing import NANO_PER_USD, load_price_table, usd_to_nano
 from exporter.state import FleetState
 
@@ -606,3 +615,87 @@ def test_the_real_sources_count_exactly() -> None:
     python_tasks = [event for event in run.real if event.type == "task.completed"]
     assert python_tasks and all(event.dialect == "orchestrator_dashboard"
                                 for event in python_tasks)
+
+
+# Claude Code sessions (exporter/demo_claude_code.py): what they send, through the real receivers.
+
+CLAUDE_CODE_FAMILIES = ("code_lines", "code_commits", "code_pull_requests", "active_time",
+                        "edit_decisions")
+
+
+def received(deliveries: list[Delivery], at: float) -> list[dict[str, object]]:
+    """The canonical events the exporter's OTLP and hook receivers make of the requests, in
+    order (the hooks' role and source from the headers, as the hooks router reads them)."""
+    otlp = ClaudeCodeReceiver(Defaults(source="default", role="CLAUDE_CODE"))
+    hooks = HookReceiver()
+    raws: list[dict[str, object]] = []
+    for delivery in deliveries:
+        if delivery.path == HOOKS_PATH:
+            headers = dict(delivery.headers)
+            raws += hooks.translate(parse_hook(orjson.loads(delivery.body)),
+                                    role=headers.get("X-Orchestrator-Role", "CLAUDE_CODE"),
+                                    source=headers["X-Orchestrator-Source"], received=at)
+            continue
+        assert delivery.content_type == "application/x-protobuf"
+        if delivery.path == "/v1/metrics":
+            translation = otlp.metrics(ExportMetricsServiceRequest.FromString(delivery.body), at)
+        else:
+            assert delivery.path == "/v1/logs"
+            translation = otlp.logs(ExportLogsServiceRequest.FromString(delivery.body), at)
+        assert translation.unused == 0  # every point and record is one Claude Code sends
+        otlp.committed(translation)
+        raws += translation.events
+    return raws
+
+
+def test_claude_code_sessions_send_every_claude_code_signal_and_end_with_the_demo() -> None:
+    sessions = ClaudeCodeSessions(seed=42, start=START)
+    deliveries: list[Delivery] = []
+    live: list[int] = []
+    for second in range(1, 16 * 60 + 1):
+        deliveries += sessions.step(START + second)
+        live.append(sessions.live_sessions)
+    deliveries += sessions.shutdown(START + 16 * 60 + 1)
+    assert sessions.step(START + 20 * 60) == [] and sessions.live_sessions == 0
+    assert max(live) == SESSIONS
+    events, problems = validate_batch(received(deliveries, START + 17 * 60), START + 17 * 60)
+    assert problems == []
+    state = FleetState(prices=load_price_table(), budgets=(), label_value_limit=100)
+    state.apply_all(events)
+    for name in CLAUDE_CODE_FAMILIES:  # every signal, for each role (the last one the default)
+        roles = {labels[1] for labels in getattr(state.families, name).values}
+        assert roles == {"BUILDER", "REVIEWER", "CLAUDE_CODE"}, name
+    decisions = {labels[3] for labels in state.families.edit_decisions.values}
+    assert decisions == {"accept", "reject"}
+    created = {event.fields["agent_id"] for event in events if event.type == "agent.created"}
+    assert len(created) > SESSIONS  # sessions ended within 16 minutes and others took over
+    assert not any(agent.live for agent in state.agents.values())
+    cost = sum(state.families.cost.values.values()) / NANO_PER_USD
+    reported = sum(state.families.cost_reported.values.values())
+    computed = sum(state.families.cost_computed.values.values())
+    assert cost > 0 and reported == computed  # the price table's prices: no mispricing alert
+    same = ClaudeCodeSessions(seed=42, start=START).step(START + 16 * 60)
+    assert same == deliveries[:len(same)]
+
+
+def test_serve_demo_sends_claude_code_sessions_over_http_and_ends_them_on_stop(
+        exporter_factory: ExporterFactory) -> None:
+    exporter = exporter_factory(extra_args=["--demo"])
+    families = ("lines_of_code_total", "commits_total", "pull_requests_total",
+                "active_time_seconds_total", "edit_decisions_total")
+    deadline = time.monotonic() + 90
+    while True:
+        samples = exporter.metrics()
+        seen = {name.removeprefix("orchestrator_claude_code_") for name, _ in samples
+                if name.startswith("orchestrator_claude_code_")}
+        if seen >= set(families) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert seen >= set(families)
+    roles = {dict(labels)["role"] for name, labels in samples
+             if name == "orchestrator_claude_code_active_time_seconds_total"}
+    assert roles == {"BUILDER", "REVIEWER", "CLAUDE_CODE"}
+    exporter.process.stop(timeout=15)
+    # The same ledger without the demo: the sessions ended before the server stopped listening.
+    again = exporter_factory(database_url=exporter.database_url)
+    assert [labels for name, labels in again.metrics() if name == "orchestrator_agent_info"] == []

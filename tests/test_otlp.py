@@ -9,6 +9,9 @@ made with protobuf's JSON mapping (integers for enums, as OTLP/JSON wants) befor
 from __future__ import annotations
 
 import gzip
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -304,7 +307,7 @@ def test_cumulative_json_gzip_counts_increases_resets_and_resends_once(exporter_
 
 def test_usage_from_events_counts_api_requests_and_not_the_metrics(exporter_factory):
     exporter = exporter_factory(env={"EXPORTER_OTLP_USAGE_FROM": "events",
-                                     "EXPORTER_OTLP_DEFAULT_ROLE": "reviewer"})
+                                     "EXPORTER_CLAUDE_CODE_ROLE": "reviewer"})
     with claude_code(exporter, resource={}) as process:
         process.usage("sess-e", SONNET, 0.5, input=1000.0)
         process.event("api_request", "sess-e", model=SONNET, cost_usd="0.5",
@@ -317,6 +320,32 @@ def test_usage_from_events_counts_api_requests_and_not_the_metrics(exporter_fact
             process.metric_session.responses[0].content).partial_success
         assert partial.rejected_data_points == 0
         assert "2 data points carried nothing" in partial.error_message
+
+
+def test_one_role_setting_for_claude_code_over_otlp_and_hooks(exporter_factory):
+    exporter = exporter_factory(env={"EXPORTER_CLAUDE_CODE_ROLE": "builder"})
+    with claude_code(exporter, resource={}) as process:
+        process.add("commit.count", 1, "sess-otlp")
+        process.export()
+    hook = {"session_id": "sess-hooks", "hook_event_name": "Stop"}
+    with http_client() as client:
+        answer = client.post(f"{exporter.url}/api/v1/hooks/claude-code", json=hook,
+                             headers={"Authorization": f"Bearer {exporter.token}"})
+    assert answer.status_code == 200, answer.text
+    # The two sessions, one by OTLP and one by hooks, both take the one setting's role.
+    assert _sum(exporter, "orchestrator_agents_created_total", {"role": "BUILDER"}) == 2
+    assert _sum(exporter, "orchestrator_agents_created_total", {}) == 2
+
+
+def test_the_removed_otlp_role_setting_stops_the_exporter_naming_its_replacement():
+    result = subprocess.run([sys.executable, "-m", "exporter", "serve"], capture_output=True,
+                            text=True, timeout=60, check=False,
+                            env={**os.environ, "EXPORTER_OTLP_DEFAULT_ROLE": "BUILDER"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "orchestrator-exporter: invalid settings: Value error, EXPORTER_OTLP_DEFAULT_ROLE is no "
+        "longer read: set EXPORTER_CLAUDE_CODE_ROLE instead, the one role of a Claude Code "
+        "session whether it arrives by OTLP, hooks or transcripts"]
 
 
 def _post(exporter: Any, path: str, body: bytes, content_type: str,

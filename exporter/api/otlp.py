@@ -81,7 +81,7 @@ def otlp_router(exporter: Exporter, tokens: TokenRegistry) -> APIRouter:
     """The OTLP/HTTP receiver of Claude Code's metrics and events (docs/integrations.md)."""
     settings = exporter.settings
     receiver = ClaudeCodeReceiver(Defaults(
-        source=settings.otlp_default_source, role=settings.otlp_default_role.upper(),
+        source=settings.otlp_default_source, role=settings.claude_code_role.upper(),
         task_id=settings.otlp_default_task_id, usage_from=settings.otlp_usage_from))
     router = APIRouter(tags=["otlp"])
     may_ingest = [Depends(guard(tokens, exporter.telemetry, "ingest"))]

@@ -65,7 +65,8 @@ SessionKey = tuple[str, str]
 
 @dataclass(frozen=True, slots=True)
 class Defaults:
-    """What a session is when its resource attributes do not say (EXPORTER_OTLP_*)."""
+    """What a session is when its resource attributes do not say (EXPORTER_OTLP_*, and
+    EXPORTER_CLAUDE_CODE_ROLE for its role)."""
 
     source: str
     role: str

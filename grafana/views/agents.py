@@ -1,4 +1,5 @@
-"""Agents: every live agent, context-window pressure, stuck agents and tool calls."""
+"""Agents: every live agent, context-window pressure, stuck agents, tool calls, and what Claude
+Code sessions alone report (lines of code, commits, pull requests, active time, edit decisions)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ RUNNING = f"and on (source, agent_id) {RUNNING_INFO}"
 STUCK_SECONDS = 600
 CONTEXT_PRESSURE = 0.8
 TOOLS = 'source=~"$source", role=~"$role"'
+# Claude Code's own counters carry source and role only (no agent, no model: docs/metrics.md).
+CLAUDE_CODE = 'source=~"$source", role=~"$role"'
 
 
 def _summary_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Dashboard:
@@ -224,13 +227,101 @@ def _lifecycle_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.
     )
 
 
+def _claude_code_row(builder: dashboard_builders.Dashboard) -> dashboard_builders.Dashboard:
+    decisions = "orchestrator_claude_code_edit_decisions_total"
+    edits = f"sum by (tool) (rate({decisions}{{{CLAUDE_CODE}}}[$__rate_interval]))"
+    accepted = (f'sum by (tool) (rate({decisions}{{{CLAUDE_CODE}, decision="accept"}}'
+                "[$__rate_interval]))")
+    return (
+        builder.with_row(dashboard_builders.Row("Claude Code"))
+        .with_panel(
+            timeseries_panel(
+                "Lines of code changed by role", PER_MINUTE,
+                query(
+                    "60 * sum by (role, type) (rate(orchestrator_claude_code_lines_of_code_total"
+                    f"{{{CLAUDE_CODE}}}[$__rate_interval]))",
+                    "{{role}} {{type}}",
+                ),
+                description=(
+                    "Lines added and removed per minute, by role: Claude Code's "
+                    "claude_code.lines_of_code.count, and any source's agent.activity."
+                ),
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Active time by role", COUNT,
+                query(
+                    "sum by (role, type) (rate("
+                    f"orchestrator_claude_code_active_time_seconds_total{{{CLAUDE_CODE}}}"
+                    "[$__rate_interval]))",
+                    "{{role}} {{type}}",
+                ),
+                description=(
+                    "Seconds of active time per second: how many Claude Code sessions were "
+                    "active at once, on average; user is the person at the keyboard, cli "
+                    "Claude Code working."
+                ),
+                stacked=True,
+            )
+        )
+        .with_panel(
+            bar_gauge_panel(
+                "Commits and pull requests over the range by role", COUNT,
+                query(
+                    "sort_desc(sum by (role) (increase(orchestrator_claude_code_commits_total"
+                    f"{{{CLAUDE_CODE}}}[$__range])))",
+                    "{{role}} commits", instant=True,
+                ),
+                query(
+                    "sort_desc(sum by (role) (increase("
+                    f"orchestrator_claude_code_pull_requests_total{{{CLAUDE_CODE}}}"
+                    "[$__range])))",
+                    "{{role}} pull requests", instant=True,
+                ),
+                description=(
+                    "Git commits made and pull requests opened by Claude Code sessions over "
+                    "the dashboard's time range, by role."
+                ),
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Edit acceptance ratio by tool", RATIO,
+                # A tool whose edits were all rejected has no accept series: 0, not missing.
+                query(f"({accepted} or {edits} * 0) / {edits}", "{{tool}}"),
+                description=(
+                    "Share of Claude Code's permission decisions on editing tools (Edit, Write, "
+                    "NotebookEdit) that accepted the edit, by tool."
+                ),
+                size=(8, 8),
+            )
+        )
+        .with_panel(
+            bar_gauge_panel(
+                "Edit decisions over the range by role", COUNT,
+                query(
+                    f"sort_desc(sum by (role, decision) (increase({decisions}"
+                    f"{{{CLAUDE_CODE}}}[$__range])))",
+                    "{{role}} {{decision}}", instant=True,
+                ),
+                description=(
+                    "Permission decisions on Claude Code's editing tools over the dashboard's "
+                    "time range, by role and decision (accept, reject)."
+                ),
+            )
+        )
+    )
+
+
 def dashboard() -> dashboard_builders.Dashboard:
     """The Agents dashboard."""
     builder = skeleton.new_dashboard(
         uid=skeleton.AGENTS_UID,
         title="Agents",
-        description="Live agents, context-window pressure, stuck agents and tool calls.",
+        description="Live agents, context-window pressure, stuck agents, tool calls and Claude "
+                    "Code's own signals.",
         tags=["agents"],
         variables=["source", "role", "model"],
     )
-    return _lifecycle_row(_tools_row(_context_row(_summary_row(builder))))
+    return _claude_code_row(_lifecycle_row(_tools_row(_context_row(_summary_row(builder)))))
