@@ -17,8 +17,10 @@ from exporter.api.guards import RateLimiter
 from exporter.control.alerts import Planned, plan
 from exporter.control.audit import Actor
 from exporter.control.commands import (
+    KEY_PATTERN,
     KINDS,
     MAX_TTL_SECONDS,
+    NAME_PATTERN,
     RESULTS,
     TARGETS,
     Command,
@@ -51,11 +53,11 @@ _ERRORS: Final = {400: {"description": "the body is not JSON"},
                   403: {"description": "the token's role may not do this"},
                   413: {"description": "the body is too large"},
                   429: {"description": "too many requests for this token (Retry-After)"}}
-_NAME: Final = {"type": "string", "minLength": 1, "maxLength": NAME}
+_NAME: Final = {"type": "string", "pattern": f"^{NAME_PATTERN}$", "maxLength": NAME}
 _COMMON: Final = {  # `args` are the orchestrator's, passed on as they are: the body cap bounds them
     "args": {"type": "object"},
     "ttl_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TTL_SECONDS},
-    "idempotency_key": _NAME}
+    "idempotency_key": {"type": "string", "pattern": f"^{KEY_PATTERN}$", "maxLength": NAME}}
 _COMMAND_BODY: Final = {"requestBody": {"required": True, "content": {"application/json": {
     "schema": {"type": "object", "required": ["kind"], "additionalProperties": False,
                "properties": {
