@@ -122,6 +122,8 @@ class _Bench:
         if options.subscribers > DEFAULT_MAX_SUBSCRIBERS:
             self.server.environment["EXPORTER_STREAM_MAX_SUBSCRIBERS"] = str(
                 options.subscribers)
+            # Each subscriber holds a connection; the readers and loaders need theirs too.
+            self.server.environment["EXPORTER_MAX_CONNECTIONS"] = str(options.subscribers + 1000)
         self.filled = directory / "filled"
         self.rate = 0.0
         self.running = False

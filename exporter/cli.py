@@ -377,7 +377,8 @@ def _server(app: Any, settings: Settings, *, before_exit: Callable[[], None]) ->
     return StreamClosingServer(uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=settings.log_level,
         access_log=False, timeout_graceful_shutdown=GRACEFUL_SECONDS,
-        ssl_certfile=settings.tls_cert_file, ssl_keyfile=settings.tls_key_file))
+        limit_concurrency=settings.max_connections, ssl_certfile=settings.tls_cert_file,
+        ssl_keyfile=settings.tls_key_file))
 
 
 def _settle_heap() -> None:

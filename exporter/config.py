@@ -9,13 +9,16 @@ from typing import Final
 
 import yaml
 
+from exporter.events import MAX_NAME_LENGTH
 from exporter.pricing import Price, parse_prices
 
 PERIODS: Final = ("day", "week", "month")
 SCOPE_KEYS: Final = ("role", "model", "task_type", "workflow")
 ON_EXCEED: Final = ("alert", "pause", "cancel_new")
 # A budget's name is a label value and part of the keys of the commands it issues.
-_BUDGET_NAME: Final = re.compile(r"[A-Za-z0-9_.\-]{1,48}")
+BUDGET_NAME_LENGTH: Final = 48
+BUDGET_NAME_PATTERN: Final = rf"[A-Za-z0-9_.\-]{{1,{BUDGET_NAME_LENGTH}}}"
+_BUDGET_NAME: Final = re.compile(BUDGET_NAME_PATTERN)
 
 
 class ConfigError(ValueError):
@@ -80,6 +83,9 @@ def parse_budget(entry: object, where: str) -> Budget:
     scope = entry.get("scope") or {}
     if not isinstance(scope, dict) or set(scope) - set(SCOPE_KEYS):
         raise ConfigError(f"{where}.scope: may only hold {', '.join(SCOPE_KEYS)}")
+    for key, value in scope.items():  # longer never matches: events' names are no longer
+        if not 0 < len(str(value)) <= MAX_NAME_LENGTH:
+            raise ConfigError(f"{where}.scope.{key}: 1 to {MAX_NAME_LENGTH} characters")
     # Roles fold to upper case in events too: `analyst` and `ANALYST` are one scope.
     pairs = tuple(sorted((str(key), str(value).upper() if key == "role" else str(value))
                          for key, value in scope.items()))

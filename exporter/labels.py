@@ -10,6 +10,9 @@ OTHER: Final = "other"
 RESERVED: Final = frozenset({OTHER, "unknown", "none", "unspecified", "default"})
 DerivedT = TypeVar("DerivedT")
 
+# Combinations of label values a LabelSets remembers, the first seen forgotten first: the values
+# are capped, but their product need not be small (five labels of 100 values each).
+MAX_COMBINATIONS: Final = 100_000
 CAPPED_LABELS: Final = ("source", "role", "model", "task_type", "workflow", "step", "agent", "tool",
                         "error_type", "event_type")
 
@@ -49,7 +52,8 @@ class LabelSets(Generic[DerivedT]):
     """The limited label values of one kind of series, and what a caller derives from them (the
     tuples of its series, say): a combination seen before costs one dict lookup instead of a
     `LabelLimiter.value` call per label. Only combinations with no value reported as `other`
-    are remembered, so every overflow is still counted; `derive` runs for every other one."""
+    are remembered, so every overflow is still counted; `derive` runs for every other one.
+    Past `MAX_COMBINATIONS` the oldest is forgotten (derived again when seen again)."""
 
     def __init__(self, limiter: LabelLimiter, names: tuple[str, ...],
                  derive: Callable[[tuple[str, ...]], DerivedT]) -> None:
@@ -65,4 +69,6 @@ class LabelSets(Generic[DerivedT]):
             found = self.derive(labels)
             if labels == raw:
                 self._seen[raw] = found
+                if len(self._seen) > MAX_COMBINATIONS:
+                    del self._seen[next(iter(self._seen))]
         return found

@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     stream_max_subscribers: int = Field(default=100, ge=0, le=10_000)
     stream_buffer_events: int = Field(default=10_000, ge=100, le=1_000_000)
     stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=3600)
+    # Connections at once (open long polls and streams too): each holds memory, so past this a
+    # request gets the server's plain 503 before it reaches the API (uvicorn's limit_concurrency,
+    # which counts the asking connection: 1 would refuse everything).
+    max_connections: int = Field(default=1000, ge=2, le=100_000)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Claude Code (docs/integrations.md): the role of a session that names none, whichever way
     # it arrives (OTLP, hooks, transcripts: one session seen two ways keeps one role), and the

@@ -662,9 +662,9 @@ class FleetState:
 
     @staticmethod
     def _remember(ended: dict[AgentKey, Any], key: AgentKey, value: Any = None,
-                  limit: int = ENDED_MEMORY) -> None:
+                  limit: int | None = None) -> None:
         ended[key] = value
-        if len(ended) > limit:
+        if len(ended) > (ENDED_MEMORY if limit is None else limit):
             del ended[next(iter(ended))]
 
     # workflow runs and steps

@@ -4,27 +4,47 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from exporter.api.deps import actor_of, audit, guard, json_body
 from exporter.api.errors import ApiError, JSONResponse
 from exporter.api.guards import RateLimiter
-from exporter.config import Budget, ConfigError, parse_budget
-from exporter.control.budget_book import ConfigBudgetError, UnknownBudgetError
+from exporter.config import (
+    BUDGET_NAME_LENGTH,
+    BUDGET_NAME_PATTERN,
+    ON_EXCEED,
+    PERIODS,
+    SCOPE_KEYS,
+    Budget,
+    ConfigError,
+    parse_budget,
+)
+from exporter.control.budget_book import (
+    ConfigBudgetError,
+    TooManyBudgetsError,
+    UnknownBudgetError,
+)
+from exporter.events import MAX_NAME_LENGTH
 from exporter.reads.budgets import budget_report
 from exporter.service import Exporter
 from exporter.tokens import Token, TokenRegistry
 
 MAX_BUDGET_BYTES: Final = 16 * 1024
+_SCOPE_VALUE: Final = {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH}
 _BODY: Final = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
-    "type": "object", "required": ["limit_usd", "period"], "properties": {
-        "name": {"type": "string"}, "limit_usd": {"type": "number", "exclusiveMinimum": 0},
-        "period": {"type": "string", "enum": ["day", "week", "month"]},
-        "scope": {"type": "object", "additionalProperties": {"type": "string"}},
-        "on_exceed": {"type": "string", "enum": ["alert", "pause", "cancel_new"]}}}}}}}
+    "type": "object", "required": ["limit_usd", "period"], "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "pattern": f"^{BUDGET_NAME_PATTERN}$",
+                 "maxLength": BUDGET_NAME_LENGTH},
+        "limit_usd": {"type": "number", "exclusiveMinimum": 0},
+        "period": {"type": "string", "enum": list(PERIODS)},
+        "scope": {"type": "object", "additionalProperties": False,
+                  "properties": dict.fromkeys(SCOPE_KEYS, _SCOPE_VALUE)},
+        "on_exceed": {"type": "string", "enum": list(ON_EXCEED)}}}}}}}
+BudgetName = Annotated[str, Path(max_length=BUDGET_NAME_LENGTH)]
 _ERRORS: Final = {400: {"description": "the body is not JSON"},
                   401: {"description": "no or unknown token"},
                   403: {"description": "only admin tokens"},
@@ -61,7 +81,7 @@ def budgets_router(exporter: Exporter, tokens: TokenRegistry,
             raise ApiError(409, "conflict", f"a budget {budget.name!r} exists; PUT changes it")
         try:
             created = await run_in_threadpool(book.put, budget, by=token.name)
-        except ConfigBudgetError as error:
+        except (ConfigBudgetError, TooManyBudgetsError) as error:
             raise ApiError(409, "conflict", str(error)) from None
         await audit(exporter, actor_of(request, token), "budget.put", {"budget": budget.name},
                     "created" if created else "changed", entry)
@@ -74,22 +94,24 @@ def budgets_router(exporter: Exporter, tokens: TokenRegistry,
         return {"items": [await run_in_threadpool(described, budget) for budget in budgets]}
 
     @router.post("", summary="Make a budget", status_code=201, openapi_extra=_BODY,
-                 responses={409: {"description": "a budget of this name exists"},
+                 responses={409: {"description": "a budget of this name exists, or too "
+                                             "many budgets (MAX_RUNTIME_BUDGETS)"},
                             422: {"description": "invalid budget"}})
     async def create(request: Request, token: Token = may_admin) -> Response:
         return await save(request, token, None, True)
 
     @router.put("/{name}", summary="Make or change a budget", openapi_extra=_BODY,
                 responses={201: {"description": "made"},
-                           409: {"description": "the config file's budget"},
+                           409: {"description": "the config file's budget, or too many "
+                                             "budgets (MAX_RUNTIME_BUDGETS)"},
                            422: {"description": "invalid budget"}})
-    async def replace(name: str, request: Request, token: Token = may_admin) -> Response:
+    async def replace(name: BudgetName, request: Request, token: Token = may_admin) -> Response:
         return await save(request, token, name, False)
 
     @router.delete("/{name}", summary="Delete a runtime budget", status_code=204,
                    responses={404: {"description": "no such budget"},
                               409: {"description": "the config file's budget"}})
-    async def delete(name: str, request: Request, token: Token = may_admin) -> Response:
+    async def delete(name: BudgetName, request: Request, token: Token = may_admin) -> Response:
         try:
             budget = await run_in_threadpool(book.delete, name)
         except UnknownBudgetError:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from exporter.api.deps import actor_of, audit, guard, json_body
@@ -17,8 +17,12 @@ from exporter.api.guards import RateLimiter
 from exporter.control.alerts import Planned, plan
 from exporter.control.audit import Actor
 from exporter.control.commands import (
+    KEY_PATTERN,
     KINDS,
+    MAX_TTL_SECONDS,
+    NAME_PATTERN,
     RESULTS,
+    TARGETS,
     Command,
     CommandError,
     CommandRequest,
@@ -36,6 +40,10 @@ from exporter.tokens import Token, TokenRegistry
 MAX_COMMAND_BYTES: Final = 64 * 1024
 MAX_WEBHOOK_BYTES: Final = 1024 * 1024
 _CANCEL_KEYS: Final = frozenset({"args", "ttl_seconds", "idempotency_key", "source"})
+_RESULT_KEYS: Final = frozenset({"status", "detail"})
+NAME: Final = 128
+# Ids the queue gives are 32 hex digits; longer is no command's.
+COMMAND_ID: Final = 64
 MAX_WAIT_SECONDS: Final = 60.0
 # A long poll looks again this often even without news: a command due for redelivery, say.
 RECHECK_SECONDS: Final = 1.0
@@ -45,16 +53,28 @@ _ERRORS: Final = {400: {"description": "the body is not JSON"},
                   403: {"description": "the token's role may not do this"},
                   413: {"description": "the body is too large"},
                   429: {"description": "too many requests for this token (Retry-After)"}}
+_NAME: Final = {"type": "string", "pattern": f"^{NAME_PATTERN}$", "maxLength": NAME}
+_COMMON: Final = {  # `args` are the orchestrator's, passed on as they are: the body cap bounds them
+    "args": {"type": "object"},
+    "ttl_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TTL_SECONDS},
+    "idempotency_key": {"type": "string", "pattern": f"^{KEY_PATTERN}$", "maxLength": NAME}}
 _COMMAND_BODY: Final = {"requestBody": {"required": True, "content": {"application/json": {
-    "schema": {"type": "object", "required": ["kind"], "properties": {
-        "kind": {"type": "string", "enum": list(KINDS)},
-        "target": {"type": "object", "additionalProperties": {"type": "string"}},
-        "args": {"type": "object"},
-        "ttl_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
-        "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 128}}}}}}}
+    "schema": {"type": "object", "required": ["kind"], "additionalProperties": False,
+               "properties": {
+                   "kind": {"type": "string", "enum": list(KINDS)},
+                   "target": {"type": "object", "additionalProperties": _NAME,
+                              "maxProperties": max(len(required) + len(optional)
+                                                   for required, optional in TARGETS.values())},
+                   **_COMMON}}}}}}
+_CANCEL_BODY: Final = {"requestBody": {"required": False, "content": {"application/json": {
+    "schema": {"type": "object", "additionalProperties": False,
+               "properties": {**_COMMON, "source": _NAME}}}}}}
 _RESULT_BODY: Final = {"requestBody": {"required": True, "content": {"application/json": {
-    "schema": {"type": "object", "required": ["status"], "properties": {
-        "status": {"type": "string", "enum": list(RESULTS)}, "detail": {}}}}}}}
+    "schema": {"type": "object", "required": ["status"], "additionalProperties": False,
+               "properties": {"status": {"type": "string", "enum": list(RESULTS)},
+                              "detail": {"description": "the orchestrator's, stored as it is"}}}}}}}
+CommandId = Annotated[str, Path(max_length=COMMAND_ID)]
+TaskId = Annotated[str, Path(max_length=NAME)]
 
 
 class _News:
@@ -180,9 +200,10 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
         return await issue(request, token, body, size)
 
     @router.post("/tasks/{task_id}/cancel", summary="Cancel a task (a task.cancel command)",
-                 status_code=201, responses={404: {"description": "no such task"},
-                                             409: {"description": "the task has ended"}})
-    async def cancel_task(task_id: str, request: Request,
+                 status_code=201, openapi_extra=_CANCEL_BODY,
+                 responses={404: {"description": "no such task"},
+                            409: {"description": "the task has ended"}})
+    async def cancel_task(task_id: TaskId, request: Request,
                           token: Token = may_command) -> Response:
         body, size = await json_body(request, MAX_COMMAND_BYTES, optional=True)
         unknown = sorted(set(body) - _CANCEL_KEYS) if isinstance(body, dict) else [""]
@@ -229,7 +250,7 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
 
     @router.get("/commands/{command_id}", summary="One command",
                 responses={404: {"description": "no such command"}})
-    async def get_command(command_id: str, _token: Token = may_read) -> dict[str, Any]:
+    async def get_command(command_id: CommandId, _token: Token = may_read) -> dict[str, Any]:
         try:
             command = await run_in_threadpool(exporter.commands.get, command_id)
         except UnknownCommandError:
@@ -241,9 +262,14 @@ def control_router(exporter: Exporter, tokens: TokenRegistry,
                      404: {"description": "no such command"},
                      409: {"description": "the command has ended otherwise"},
                      422: {"description": "invalid result"}})
-    async def result(command_id: str, request: Request,
+    async def result(command_id: CommandId, request: Request,
                      token: Token = may_deliver) -> dict[str, Any]:
         body, _ = await json_body(request, MAX_COMMAND_BYTES)
+        unknown = sorted(set(body) - _RESULT_KEYS) if isinstance(body, dict) else []
+        if unknown:
+            raise ApiError(422, "invalid_result", "a result holds status and detail only",
+                           [{"field": name[:NAME], "reason": "unknown field"}
+                            for name in unknown[:10]])
         status = body.get("status") if isinstance(body, dict) else None
         if status not in RESULTS:
             raise ApiError(422, "invalid_result", "status: must be one of " + ", ".join(RESULTS),

@@ -14,10 +14,11 @@ from starlette.concurrency import run_in_threadpool
 from exporter.api.deps import commit_events, guard, json_body
 from exporter.api.errors import ApiError
 from exporter.api.ingest import MAX_PROBLEMS
+from exporter.claude_code import ID_PATTERN
 from exporter.claude_code.hooks import Hook, HookError, HookReceiver, parse_hook
 from exporter.claude_code.paths import PathRefusedError, TranscriptRoots
 from exporter.claude_code.transcripts import MessageUsage, context_limit, last_usage
-from exporter.events import validate_batch
+from exporter.events import MAX_PATH, validate_batch
 from exporter.service import Exporter
 from exporter.tokens import Token, TokenRegistry
 
@@ -33,11 +34,14 @@ _ANSWERS: Final = {400: {"description": "the body is not JSON"},
                    413: {"description": "the body is larger than 1 MiB"},
                    415: {"description": "the body is not application/json"},
                    422: {"description": "not a hook input; nothing was stored"}}
+_ID: Final = {"type": "string", "pattern": f"^{ID_PATTERN.pattern}$"}
+# Any other field Claude Code adds is taken as it is: MAX_HOOK_BYTES bounds the whole.
 _BODY: Final = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
     "type": "object", "required": ["session_id", "hook_event_name"],
     "description": "A Claude Code hook input, unchanged",
-    "properties": {"session_id": {"type": "string"}, "hook_event_name": {"type": "string"},
-                   "transcript_path": {"type": "string"}, "agent_id": {"type": "string"}}}}}}}
+    "properties": {"session_id": _ID, "agent_id": _ID,
+                   "hook_event_name": {"type": "string", "pattern": f"^{_NAME.pattern}$"},
+                   "transcript_path": {"type": "string", "maxLength": MAX_PATH}}}}}}}
 
 
 def hooks_router(exporter: Exporter, tokens: TokenRegistry) -> APIRouter:

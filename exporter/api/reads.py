@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -49,6 +49,7 @@ from exporter.tokens import TokenRegistry
 
 NAME: Final = 128
 Name = Annotated[str | None, Query(max_length=NAME)]
+Id = Annotated[str, Path(max_length=NAME)]
 Cursor = Annotated[str | None, Query(max_length=1024, description="next_cursor of the page "
                                      "before")]
 Limit = Annotated[int | None, Query(ge=1, le=MAX_LIMIT, description=f"rows per page (JSON, "
@@ -190,7 +191,7 @@ def read_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimiter,
 
     @router.get("/agents/{agent_id:path}/events", summary="An agent's events in ledger order",
                 response_model=models.EventPage, responses={**_NOT_FOUND, **LIST_FORMATS})  # type: ignore[dict-item]
-    async def agent_events(request: Request, agent_id: str, source: Name = None,
+    async def agent_events(request: Request, agent_id: Id, source: Name = None,
                            types: Annotated[str | None, Query(max_length=1024)] = None,
                            cursor: Cursor = None, limit: Limit = None,
                            format: FormatQuery = None) -> Response:
@@ -203,7 +204,7 @@ def read_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimiter,
 
     @router.get("/agents/{agent_id:path}/logs", summary="An agent's log lines in order",
                 response_model=models.LogPage, responses={**_NOT_FOUND, **LIST_FORMATS})  # type: ignore[dict-item]
-    async def agent_logs(request: Request, agent_id: str, source: Name = None,
+    async def agent_logs(request: Request, agent_id: Id, source: Name = None,
                          cursor: Cursor = None, limit: Limit = None,
                          format: FormatQuery = None) -> Response:
         owner = await _agent_source(agent_id, source)
@@ -215,7 +216,7 @@ def read_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimiter,
     @router.get("/agents/{agent_id:path}/files",
                 summary="The files an agent read and wrote, most used first",
                 response_model=models.AgentFiles, responses=_NOT_FOUND)  # type: ignore[arg-type]
-    async def agent_files(agent_id: str, source: Name = None,
+    async def agent_files(agent_id: Id, source: Name = None,
                           limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
                           ) -> Response:
         owner = await _agent_source(agent_id, source)
@@ -227,7 +228,7 @@ def read_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimiter,
 
     @router.get("/agents/{agent_id:path}", summary="One agent: totals, tool calls, its task",
                 response_model=models.AgentDetail, responses=_NOT_FOUND)  # type: ignore[arg-type]
-    async def agent(agent_id: str, source: Name = None) -> Response:
+    async def agent(agent_id: Id, source: Name = None) -> Response:
         return JSONResponse(await _found(fleet.agent, agent_id, source, "agent"))
 
     @router.get("/tasks", summary="Tasks, filtered and sorted, a page at a time",
@@ -252,7 +253,7 @@ def read_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimiter,
 
     @router.get("/tasks/{task_id:path}", summary="One task: its agents and their cost, its runs",
                 response_model=models.TaskDetail, responses=_NOT_FOUND)  # type: ignore[arg-type]
-    async def task(task_id: str, source: Name = None) -> Response:
+    async def task(task_id: Id, source: Name = None) -> Response:
         return JSONResponse(await _found(fleet.task, task_id, source, "task"))
 
     @router.get("/runs", summary="Workflow runs, filtered and sorted, a page at a time",
@@ -272,7 +273,7 @@ def read_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimiter,
 
     @router.get("/runs/{run_id:path}", summary="One run with its steps as a timeline",
                 response_model=models.RunDetail, responses=_NOT_FOUND)  # type: ignore[arg-type]
-    async def run(run_id: str, source: Name = None) -> Response:
+    async def run(run_id: Id, source: Name = None) -> Response:
         return JSONResponse(await _found(fleet.run, run_id, source, "run"))
 
     @router.get("/costs", summary="Cost and tokens by a dimension or a period",
@@ -322,8 +323,6 @@ def read_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimiter,
 
 async def _found(read: Callable[[str, str | None], dict[str, Any] | None], entity_id: str,
                  source: str | None, kind: str) -> dict[str, Any]:
-    if len(entity_id) > NAME:
-        raise ApiError(404, "not_found", f"no {kind} {entity_id[:NAME]!r}")
     try:
         found = await run_in_threadpool(read, entity_id, source)
     except ReadError as error:

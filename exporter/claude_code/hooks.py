@@ -50,6 +50,10 @@ MAX_SESSIONS: Final = 10_000
 MAX_PENDING_TOOLS: Final = 10_000
 MAX_TURN_PAYLOADS: Final = 256
 MAX_OPEN_SUBAGENT_CALLS: Final = 64
+# Agents of one session remembered (announced, ended), the first heard forgotten first but the
+# session itself: one forgotten is announced again (the same id: a duplicate) and SessionEnd
+# does not end it.
+MAX_SESSION_AGENTS: Final = 1_000
 # Between two reads of a session's transcript on tool calls (Stop, compactions and the start of
 # a session always read it).
 CONTEXT_READ_SECONDS: Final = 10.0
@@ -132,12 +136,24 @@ class _Session:
     seen: set[str] = field(default_factory=set)  # payload digests of the current turn
     announced: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # role, model
     status: str | None = None  # the session's, as last sent
-    ended: set[str] = field(default_factory=set)  # sub-agents ended
+    ended: dict[str, None] = field(default_factory=dict)  # sub-agents ended
     # Agent (Task) calls whose sub-agent no hook has named yet: tool_use_id -> (time, type).
     open_calls: OrderedDict[str, tuple[float, str | None]] = field(default_factory=OrderedDict)
     context: tuple[str, int] | None = None  # (message key, window) last sent
     context_read: float = 0.0
     long_window: bool = False  # its model carries Claude Code's `[1m]` marker
+
+    def announce(self, agent: str, role: str, model: str | None) -> None:
+        self.announced[agent] = (role, model)
+        if len(self.announced) > MAX_SESSION_AGENTS:  # the first is the session (_announce)
+            keys = iter(self.announced)
+            next(keys)
+            del self.announced[next(keys)]
+
+    def end(self, agent: str) -> None:
+        self.ended[agent] = None
+        if len(self.ended) > MAX_SESSION_AGENTS:
+            del self.ended[next(iter(self.ended))]
 
 
 Keyed = tuple[str | None, Canonical]  # an event and its own id (None: the turn's)
@@ -237,7 +253,7 @@ class HookReceiver:
         if known is not None and (role == SUBAGENT_ROLE or known == (role, model or known[1])):
             return
         model = model or (known[1] if known else None)
-        state.announced[agent] = (role, model)
+        state.announce(agent, role, model)
         keyed.append((event_id("cchook", agent, "created", _digest(role, model, window)), {
             "type": "agent.created", "agent_id": agent, "role": role,
             **present(model=label_name(model) if model else None,
@@ -370,7 +386,7 @@ def _subagent_call_ended(state: _Session, hook: Hook, use_id: str, keyed: list[K
         agent = subagent_id(hook.session, named)
         role = role_of(response.get("agentType") or kind)
         if agent not in state.announced:
-            state.announced[agent] = (role, None)
+            state.announce(agent, role, None)
             keyed.append((event_id("cchook", agent, "created", _digest(role, None)), {
                 "type": "agent.created", "agent_id": agent, "role": role}))
         if response.get("status") == "completed" and agent not in state.ended:
@@ -386,7 +402,7 @@ def _subagent_call_ended(state: _Session, hook: Hook, use_id: str, keyed: list[K
 
 
 def _ended(state: _Session, hook: Hook, agent: str, keyed: list[Keyed]) -> None:
-    state.ended.add(agent)
+    state.end(agent)
     keyed.append((event_id("cchook", agent, "completed"), {
         "type": "agent.status_changed", "agent_id": agent, "status": "completed"}))
 

@@ -10,11 +10,20 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Final
 
 from exporter.config import Budget
 from exporter.ledger import Ledger
 from exporter.pipeline import IngestPipeline
 from exporter.state import FleetState
+
+# Runtime budgets at once. Each is matched against every usage event and is a label value of the
+# budget metrics; past this a new one is refused (none is ever dropped to make room).
+MAX_RUNTIME_BUDGETS: Final = 1_000
+
+
+class TooManyBudgetsError(ValueError):
+    """MAX_RUNTIME_BUDGETS are in force: delete one first."""
 
 
 class ConfigBudgetError(ValueError):
@@ -74,6 +83,9 @@ class BudgetBook:
             raise ConfigBudgetError(f"the budget {budget.name!r} is the config file's")
         with self._lock:
             before = self._runtime.get(budget.name)
+            if before is None and len(self._runtime) >= MAX_RUNTIME_BUDGETS:
+                raise TooManyBudgetsError(f"{MAX_RUNTIME_BUDGETS} runtime budgets are in force; "
+                                          "delete one first")
             self.ledger.save_budget(budget, by=by, at=self.clock())
             self._apply({**self._runtime, budget.name: budget})
         if before is not None:

@@ -39,8 +39,11 @@ RESULTS: Final = ("succeeded", "failed", "rejected")
 DEFAULT_TTL_SECONDS: Final = 300.0
 MAX_TTL_SECONDS: Final = 86_400.0
 MAX_ARGS_BYTES: Final = 16_384
-_NAME: Final = re.compile(r"[A-Za-z0-9 _\-.:/@+#]{1,128}")
-_KEY: Final = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+# What a target's names and an idempotency key may be (the API's schema states them too).
+NAME_PATTERN: Final = r"[A-Za-z0-9 _\-.:/@+#]{1,128}"
+KEY_PATTERN: Final = r"[^\x00-\x1f\x7f]{1,128}"
+_NAME: Final = re.compile(NAME_PATTERN)
+_KEY: Final = re.compile(KEY_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
