@@ -83,10 +83,10 @@ def build_exporter(settings: Settings, *, registry: CollectorRegistry | None = N
                               checkpoint_seconds=settings.checkpoint_seconds)
     renderer = MetricsRenderer(state=state, lock=lock, registry=registry,
                                live_agent_limit=settings.live_agent_limit)
-    commands = CommandQueue(ledger.engine,
+    commands = CommandQueue(ledger.engine, reader=ledger.reader,
                             redeliver_seconds=settings.command_redeliver_seconds)
     registry.register(QueuedCommands(commands.queued_by_kind))
-    audit = AuditTrail(ledger.engine)
+    audit = AuditTrail(ledger.engine, reader=ledger.reader)
     enforcer = BudgetEnforcer(state=state, lock=lock, queue=commands, audit=audit)
     budgets = BudgetBook(config_budgets=config.budgets, ledger=ledger, pipeline=pipeline,
                          state=state, release=enforcer.release)

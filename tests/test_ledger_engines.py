@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Column, Engine, Integer, MetaData, Table, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from exporter.events import validate_batch
 from exporter.ledger import Ledger, make_engine, make_read_engine, migrate, schema
@@ -60,13 +60,43 @@ def test_an_open_read_neither_blocks_the_writer_nor_sees_its_later_commits(
     assert [row[0] for row in ledger.events_after(0, 10)] == [1, 2, 3]
 
 
-def test_a_checkpoint_gives_the_connection_back_as_durable_as_it_was(ledger: Ledger) -> None:
+def _pooled_levels(engine: Engine, count: int = 4) -> list[int]:
+    """PRAGMA synchronous of as many connections as the pool holds at once."""
+    connections = [engine.connect() for _ in range(count)]
+    try:
+        return [int(connection.connection.driver_connection.execute(  # type: ignore[union-attr]
+            "PRAGMA synchronous").fetchone()[0]) for connection in connections]
+    finally:
+        for connection in connections:
+            connection.close()
+
+
+def test_checkpoints_never_hand_a_connection_that_does_not_wait_to_the_pool(
+        ledger: Ledger) -> None:
     ledger.write_checkpoint([RowGroup(schema.checkpoint, ("id",), "update", [(1, 7)])])
-    # The pool's one idle connection is the one the checkpoint used.
-    with ledger.engine.connect() as connection:
-        assert connection.execute(text("PRAGMA synchronous")).scalar_one() == 2  # FULL
+    _write(ledger, "a")
+    assert _pooled_levels(ledger.engine) == [2, 2, 2, 2]  # FULL, the ingest writer's too
+    with ledger.reader.connect() as connection:
         assert connection.execute(
             text("SELECT applied_seq FROM checkpoint WHERE id = 1")).scalar_one() == 7
+
+
+def test_a_checkpoint_whose_commit_fails_leaves_no_such_connection_behind(
+        ledger: Ledger) -> None:
+    # A deferred constraint fails at COMMIT, which leaves SQLite's transaction open.
+    with ledger.engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        connection.exec_driver_sql("CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER "
+                                   "REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)")
+    child = Table("child", MetaData(), Column("id", Integer, primary_key=True),
+                  Column("parent", Integer))
+    with pytest.raises(IntegrityError):
+        ledger.write_checkpoint([RowGroup(child, ("id",), "update", [(1, 99)])])
+    assert _pooled_levels(ledger.engine) == [2, 2, 2, 2]
+    ledger.write_checkpoint([RowGroup(schema.checkpoint, ("id",), "update", [(1, 8)])])
+    _write(ledger, "a")  # the writer, and the next checkpoint, work on
+    assert _pooled_levels(ledger.engine) == [2, 2, 2, 2]
+    assert _count(ledger.reader) == 1
 
 
 def test_memory_databases_read_through_the_writer() -> None:

@@ -320,11 +320,11 @@ def test_a_failed_checkpoint_gives_its_changes_back_to_the_next(harness: Harness
     real_write = ledger.write_checkpoint
     failures = []
 
-    def failing_once(connection: object, groups: object) -> None:
+    def failing_once(groups: object) -> None:
         if not failures:
             failures.append(1)
             raise OSError("disk full")
-        real_write(connection, groups)  # type: ignore[arg-type]
+        real_write(groups)  # type: ignore[arg-type]
 
     monkeypatch.setattr(ledger, "write_checkpoint", failing_once)
     harness.send({"type": "agent.usage", "agent_id": "c", "input_tokens": 1_000_000})

@@ -46,8 +46,10 @@ class AuditEntry:
 class AuditTrail:
     """Appends entries and reads them back by filter, oldest first."""
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time,
+                 reader: Engine | None = None) -> None:
         self.engine = engine
+        self.reader = reader if reader is not None else engine  # lists: no write lock
         self.clock = clock
 
     def record(self, actor: Actor, action: str, target: Any, outcome: str,
@@ -73,7 +75,7 @@ class AuditTrail:
         if until is not None:
             query = query.where(table.c.at < until)
         limit = max(1, min(limit, MAX_PAGE))
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             rows = connection.execute(query.order_by(table.c.seq).limit(limit + 1)).all()
         entries = [_entry(row) for row in rows[:limit]]
         return entries, (entries[-1].seq if len(rows) > limit else None)

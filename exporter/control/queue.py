@@ -41,8 +41,11 @@ class CommandQueue:
     """Creates, lists, delivers and ends commands; every change is one transaction."""
 
     def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time,
-                 redeliver_seconds: float = REDELIVER_SECONDS) -> None:
+                 redeliver_seconds: float = REDELIVER_SECONDS,
+                 reader: Engine | None = None) -> None:
         self.engine = engine
+        # Lists and the scrape's count read here: on SQLite, without the write lock.
+        self.reader = reader if reader is not None else engine
         self.clock = clock
         self.redeliver_seconds = redeliver_seconds
         self._take_lock = threading.Lock()
@@ -109,7 +112,7 @@ class CommandQueue:
         if kind is not None:
             query = query.where(table.c.kind == kind)
         limit = max(1, min(limit, MAX_PAGE))
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             rows = connection.execute(query.order_by(table.c.seq).limit(limit + 1)).all()
         commands = [_command(row) for row in rows[:limit]]
         return commands, (commands[-1].seq if len(rows) > limit else None)
@@ -174,7 +177,7 @@ class CommandQueue:
 
     def queued_by_kind(self) -> dict[str, int]:
         table = schema.commands
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             rows = connection.execute(select(table.c.kind, func.count()).where(
                 table.c.status == "queued").group_by(table.c.kind)).all()
         return {kind: int(count) for kind, count in rows}

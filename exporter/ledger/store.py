@@ -89,6 +89,7 @@ class Ledger:
         # SQLite: the writer's view of the stored ids (see ledger/dedup.py).
         self._ids = IdSet()
         self._writer: Connection | None = None
+        self._checkpointer: Connection | None = None  # see write_checkpoint
         # SQLite: the last stored seq as the writer knows it (None: ask the database).
         self._last: int | None = None
         if self.bulk:
@@ -126,6 +127,7 @@ class Ledger:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        self._drop_checkpointer()
         self.engine.dispose()
         if self.reader is not self.engine:
             self.reader.dispose()
@@ -353,24 +355,40 @@ class Ledger:
         """Write prepared rows in one transaction: absolute values, except daily cost, which is
         added to.
 
-        SQLite commits it without waiting for the disk (synchronous=NORMAL, in WAL mode still
-        atomic): a checkpoint lost to a power cut is rebuilt by replaying the events after the
-        one before it, which the ingest writer's own commits made durable. Readers write one
-        checkpoint per read under ingest (read your writes); its fsync was a third of their
-        time (docs/benchmarks.md)."""
-        with self.gate, self.engine.connect() as connection:
-            driver = connection.connection.driver_connection if self.bulk else None
-            level = None
-            if isinstance(driver, sqlite3.Connection):
-                level = int(driver.execute("PRAGMA synchronous").fetchone()[0])
-                driver.execute("PRAGMA synchronous=NORMAL")
+        Through a connection of its own that commits without waiting for the disk (SQLite:
+        synchronous=NORMAL, in WAL mode still atomic; PostgreSQL: synchronous_commit off): a
+        checkpoint lost to a power cut is rebuilt by replaying the events after the one before
+        it, which the ingest writer's own commits made durable, and every later durable commit
+        writes the log it is in. Readers write one checkpoint per read under ingest (read your
+        writes); its fsync was a third of their time (docs/benchmarks.md). The connection never
+        goes back to the pool, so the ingest writer can never get one that does not wait."""
+        with self.gate:
+            connection = self._checkpoint_connection()
             try:
                 with connection.begin():
+                    if not self.bulk:
+                        connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
                     for group in groups:
                         self.write_rows(connection, group)
-            finally:
-                if isinstance(driver, sqlite3.Connection) and level is not None:
-                    driver.execute(f"PRAGMA synchronous={level}")
+            except BaseException:
+                self._drop_checkpointer()
+                raise
+
+    def _checkpoint_connection(self) -> Connection:
+        if self._checkpointer is None:
+            connection = self.engine.connect()
+            driver = connection.connection.driver_connection
+            if isinstance(driver, sqlite3.Connection):
+                driver.execute("PRAGMA synchronous=NORMAL")
+            self._checkpointer = connection
+        return self._checkpointer
+
+    def _drop_checkpointer(self) -> None:
+        """Its database connection is discarded, not pooled: it does not wait for the disk."""
+        if self._checkpointer is not None:
+            self._checkpointer.invalidate()
+            self._checkpointer.close()
+            self._checkpointer = None
 
     def write_rows(self, connection: Connection, group: RowGroup) -> None:
         """All rows of a group in one statement on SQLite, one executemany elsewhere."""
@@ -451,12 +469,12 @@ class Ledger:
                     now: float) -> tuple[int, dict[str, dict[int, int]]]:
         """Each budget's spend per day of its current period, from the daily sums."""
         first_day = window_start_day(budgets, now)
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return first_day, _budget_days(connection, budgets, first_day)
 
     def runtime_budgets(self) -> list[Budget]:
         table = schema.runtime_budgets
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             rows = connection.execute(select(table).order_by(table.c.name)).all()
         return [Budget(name=row.name, limit_usd=row.limit_usd, period=row.period,
                        scope=tuple((key, value) for key, value in orjson.loads(row.scope)),
@@ -478,7 +496,7 @@ class Ledger:
             connection.execute(table.delete().where(table.c.name == name))
 
     def count_events(self) -> int:
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return int(connection.execute(select(func.count()).select_from(schema.events))
                        .scalar() or 0)
 
