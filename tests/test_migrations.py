@@ -18,7 +18,7 @@ from exporter.ledger.schema import POSTGRESQL_ONLY, metadata
 
 def assert_schema_matches_code(engine: Engine) -> None:
     migrate(engine)
-    assert current_revision(engine) == "0006"
+    assert current_revision(engine) == "0007"
     def on_this_dialect(item: object, name: str | None, *_: object) -> bool:
         return engine.dialect.name == "postgresql" or name not in POSTGRESQL_ONLY
 
@@ -28,7 +28,7 @@ def assert_schema_matches_code(engine: Engine) -> None:
         differences = compare_metadata(context, metadata)
     assert differences == []
     migrate(engine)  # a second run is a no-op
-    assert current_revision(engine) == "0006"
+    assert current_revision(engine) == "0007"
 
 
 def test_migrations_match_the_schema_on_sqlite(tmp_path: Path):
@@ -56,7 +56,7 @@ def test_migrate_command_prepares_a_ledger(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     assert "up to date" in result.stdout
     engine = make_engine(f"sqlite:///{database}")
-    assert current_revision(engine) == "0006"
+    assert current_revision(engine) == "0007"
     engine.dispose()
 
 

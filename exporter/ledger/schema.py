@@ -132,6 +132,8 @@ agents = Table(
     Index("ix_agents_task_id", "source", "task_id"),
     Index("ix_agents_created_at", "created_at"),
     Index("ix_agents_last_activity", "last_activity"),
+    Index("ix_agents_agent_id", "agent_id"),
+    Index("ix_agents_cost", "cost_nano", "source", "agent_id"),
 )
 
 tasks = Table(
@@ -152,6 +154,9 @@ tasks = Table(
     Column("error", Text, nullable=True),
     Index("ix_tasks_ended_at", "ended_at"),
     Index("ix_tasks_submitted_at", "submitted_at"),
+    Index("ix_tasks_task_id", "task_id"),
+    # The read API's default order (exporter/reads/fleet.py), on the same expression.
+    Index("ix_tasks_submitted_sort", text("coalesce(submitted_at, -1.0)"), "source", "task_id"),
 )
 
 workflow_runs = Table(
@@ -165,6 +170,9 @@ workflow_runs = Table(
     Column("steps", Text, nullable=False),
     Index("ix_workflow_runs_ended_at", "ended_at"),
     Index("ix_workflow_runs_started_at", "started_at"),
+    Index("ix_workflow_runs_run_id", "run_id"),
+    Index("ix_workflow_runs_started_sort", text("coalesce(started_at, -1.0)"), "source",
+          "run_id"),
 )
 
 steps = Table(

@@ -18,7 +18,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from exporter.events import TERMINAL_AGENT_STATUSES, agent_key
 from exporter.ledger import schema
 from exporter.pricing import NANO_PER_USD
-from exporter.reads.pages import NULL_SORT, Page, ReadError, Sort, keyset_page, page_of
+from exporter.reads.pages import NULL_SORT_SQL, Page, ReadError, Sort, keyset_page, page_of
 
 AGENTS: Final = schema.agents
 TASKS: Final = schema.tasks
@@ -92,7 +92,7 @@ def _where(query: Select[Any], *conditions: ColumnElement[bool] | None) -> Selec
 _CONTEXT_FILL: Final = case(
     (AGENTS.c.context_limit > 0,
      cast(AGENTS.c.context_tokens, Float) / cast(AGENTS.c.context_limit, Float)),
-    else_=NULL_SORT)
+    else_=NULL_SORT_SQL)
 _AGENT_SORT_KEYS: Final[dict[str, ColumnElement[Any]]] = {
     "last_activity": AGENTS.c.last_activity, "created": AGENTS.c.created_at,
     "cost": AGENTS.c.cost_nano, "tokens": AGENTS.c.tokens, "context_fill": _CONTEXT_FILL,
@@ -231,10 +231,11 @@ class FleetReads:
     def tasks(self, where: TaskFilter, sort: Sort, cursor: str | None, limit: int) -> Page:
         self.synced()
         column = TASKS.c
-        duration = func.coalesce(column.ended_at - func.coalesce(column.started_at,
-                                                                  column.submitted_at), NULL_SORT)
-        sort_key = {"submitted": func.coalesce(column.submitted_at, NULL_SORT),
-                    "ended": func.coalesce(column.ended_at, NULL_SORT),
+        duration = func.coalesce(
+            column.ended_at - func.coalesce(column.started_at, column.submitted_at),
+            NULL_SORT_SQL)
+        sort_key = {"submitted": func.coalesce(column.submitted_at, NULL_SORT_SQL),
+                    "ended": func.coalesce(column.ended_at, NULL_SORT_SQL),
                     "cost": column.cost_nano, "duration": duration}[sort.name]
         query = _where(select(TASKS, sort_key.label("sort_value")), *_task_conditions(where))
         query = keyset_page(query, [sort_key, column.source, column.task_id], sort, cursor,
@@ -257,7 +258,7 @@ class FleetReads:
         runs: list[Any] = []
         if ids:
             run_ids = select(STEPS.c.run_id).where(STEPS.c.source == row.source,
-                                                   STEPS.c.agent_id.in_(ids)).distinct()
+                                                   STEPS.c.agent_id.in_(ids))
             runs = list(self._rows(select(RUNS).where(RUNS.c.source == row.source,
                                                       RUNS.c.run_id.in_(run_ids))
                                    .order_by(RUNS.c.started_at)))
@@ -269,10 +270,10 @@ class FleetReads:
     def runs(self, where: RunFilter, sort: Sort, cursor: str | None, limit: int) -> Page:
         self.synced()
         column = RUNS.c
-        sort_key = {"started": func.coalesce(column.started_at, NULL_SORT),
-                    "ended": func.coalesce(column.ended_at, NULL_SORT),
+        sort_key = {"started": func.coalesce(column.started_at, NULL_SORT_SQL),
+                    "ended": func.coalesce(column.ended_at, NULL_SORT_SQL),
                     "duration": func.coalesce(column.ended_at - column.started_at,
-                                              NULL_SORT)}[sort.name]
+                                              NULL_SORT_SQL)}[sort.name]
         query = _where(select(RUNS, sort_key.label("sort_value")),
                        _equal(column.source, where.source), _equal(column.status, where.status),
                        _equal(column.workflow, where.workflow),

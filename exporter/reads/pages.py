@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
-from sqlalchemy import Select, and_, or_
+from sqlalchemy import Float, Select, and_, literal_column, or_
 from sqlalchemy.sql.elements import ColumnElement
 
 MAX_LIMIT: Final = 1_000
@@ -25,6 +25,9 @@ DEFAULT_LIMIT: Final = 100
 MAX_CURSOR: Final = 1_024
 # Stands in for NULL in a sort (a task not started yet): sorts first ascending, last descending.
 NULL_SORT: Final = -1.0
+# The same in SQL, written out (not a parameter): the ledger's sort indexes are on
+# `coalesce(column, -1.0)` (migration 0007), and only the same expression uses them.
+NULL_SORT_SQL: Final = literal_column("-1.0", Float)
 
 
 class ReadError(ValueError):
