@@ -173,3 +173,33 @@ def test_a_pass_ends_at_the_first_events_received_after_the_cutoff(tmp_path: Pat
         assert exporter.ledger.count_events() == 1
     finally:
         exporter.close()
+
+
+def test_pruning_removes_old_events_and_ended_entities_on_postgresql(fresh_postgres_url: str):
+    settings = Settings(database_url=fresh_postgres_url, retention_days=0)
+    exporter = build_exporter(settings, registry=CollectorRegistry(), config=parse_config({}))
+    exporter.start()
+    try:
+        callback = MonitorCallback(exporter.pipeline, strict=True)
+        for number in range(3):
+            task, run, agent = f"t{number}", f"r{number}", f"a{number}"
+            for event in ({"type": "task.submitted", "task_id": task},
+                          {"type": "workflow.started", "run_id": run, "workflow": "release"},
+                          {"type": "agent.created", "agent_id": agent, "role": "BUILDER"},
+                          {"type": "step.started", "run_id": run, "step_id": "s0"},
+                          {"type": "agent.deleted", "agent_id": agent},
+                          {"type": "workflow.completed", "run_id": run},
+                          {"type": "task.completed", "task_id": task}):
+                callback.emit(event)
+        callback.emit({"type": "agent.created", "agent_id": "live", "role": "BUILDER"})
+        assert callback.flush(10)
+        exporter.pipeline.synced()
+        pruner = Pruner(exporter.ledger.engine, chunk=4, pause=0)
+        result = pruner.prune(time.time() + SECONDS_PER_DAY)
+        assert (result.events, result.agents, result.tasks, result.runs, result.steps) == (
+            21, 3, 3, 3, 3)
+        assert exporter.ledger.count_events() == 1  # the newest stays
+        with exporter.lock:
+            assert ("default", "live") in exporter.state.live
+    finally:
+        exporter.close()
