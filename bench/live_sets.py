@@ -7,10 +7,19 @@ docs/operations.md lists, and a set missing here is a set nobody watches.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import sqlite3
 import tracemalloc
 from typing import Any
 
 from exporter.service import Exporter
+
+# sqlite3_db_status(db, SQLITE_DBSTATUS_CACHE_USED, ...): the bytes of one connection's page
+# cache. Python's sqlite3 does not expose it; the library it loaded does.
+_CACHE_USED = 1
+# A sqlite3.Connection object starts with PyObject_HEAD (two words), then its `sqlite3 *db`.
+_DB_OFFSET = 2 * ctypes.sizeof(ctypes.c_void_p)
 
 
 def live_sets(exporter: Exporter) -> dict[str, int]:
@@ -37,6 +46,31 @@ def live_sets(exporter: Exporter) -> dict[str, int]:
         "recent event ids (dedup)": len(ids.recent),
         "ids being merged (dedup)": ids.merging_keys(),
     }
+
+
+def _cache_used(connection: sqlite3.Connection) -> int:
+    library = ctypes.CDLL(ctypes.util.find_library("sqlite3"))
+    handle = ctypes.c_void_p.from_address(id(connection) + _DB_OFFSET).value
+    current, highest = ctypes.c_int(), ctypes.c_int()
+    library.sqlite3_db_status(ctypes.c_void_p(handle), _CACHE_USED, ctypes.byref(current),
+                              ctypes.byref(highest), 0)
+    return current.value
+
+
+def sqlite_caches(exporter: Exporter) -> dict[str, int]:
+    """The page cache bytes of the ledger writer's connection and of each pooled one."""
+    caches: dict[str, int] = {}
+    writer = exporter.ledger._writer
+    if writer is not None:
+        driver = writer.connection.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        caches["writer"] = _cache_used(driver)
+    pool = exporter.ledger.engine.pool
+    for number, record in enumerate(list(pool._pool.queue)):  # type: ignore[attr-defined]
+        connection = record.dbapi_connection
+        if isinstance(connection, sqlite3.Connection):
+            caches[f"pooled {number + 1}"] = _cache_used(connection)
+    return caches
 
 
 def top_growth(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot,

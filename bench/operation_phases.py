@@ -16,6 +16,7 @@ every set it holds and tracemalloc's top growth per sample (bench.live_sets).
 from __future__ import annotations
 
 import math
+import os
 import secrets
 import shutil
 import sqlite3
@@ -29,7 +30,7 @@ from typing import Any
 
 from bench.environment import ForeignLoad, describe, load_average, wait_for_quiet
 from bench.feeder import FedExporter, ledger_files
-from bench.live_sets import live_sets, top_growth
+from bench.live_sets import live_sets, sqlite_caches, top_growth
 from bench.loadgen import LoadRun
 from bench.phases import _phase, _progress, _seed
 from bench.scrape import PeriodicScraper, percentiles
@@ -167,7 +168,9 @@ def _memory_debug_phase(options: Options, directory: Path) -> dict[str, Any]:
             else:
                 growth = top_growth(first, snapshot)
             samples.append({"events": (number + 1) * step, "sets": sizes,
-                            "traced_bytes": tracemalloc.get_traced_memory()[0]})
+                            "sqlite_cache_bytes": sqlite_caches(fed.exporter),
+                            "traced_bytes": tracemalloc.get_traced_memory()[0],
+                            "rss_bytes": _rss(os.getpid())})
             _progress(f"memory debug: {(number + 1) * step:,} events")
     finally:
         fed.close()

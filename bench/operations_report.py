@@ -46,6 +46,12 @@ def _history_rows(history: dict[str, Any]) -> list[tuple[str, ...]]:
     ]
 
 
+def _unpruned_bytes(slices: list[dict[str, Any]]) -> float:
+    """The ledger all the days would make without retention, at day 1's bytes per event."""
+    first = slices[0]
+    return sum(day["accepted"] for day in slices) * first["file_bytes"] / first["accepted"]
+
+
 def _retention_rows(retention: dict[str, Any]) -> list[tuple[str, ...]]:
     slices = retention["slices"]
     growth = retention["growth_last_half_percent"]
@@ -54,10 +60,8 @@ def _retention_rows(retention: dict[str, Any]) -> list[tuple[str, ...]]:
         (f"ledger file after each simulated day's pruning ({retention['slice_events']:,} "
          f"events a day, retention {retention['retention_days']} day)",
          ", ".join(f"{entry['file_bytes'] / MIB:.0f}" for entry in slices) + " MiB",
-         f"without pruning: {slices[-1]['before_prune']['file_bytes'] / MIB:,.0f} MiB before "
-         "the last pass; "
-         f"{sum(entry['accepted'] for entry in slices) * slices[0]['file_bytes'] / max(1, slices[0]['accepted']) / MIB:,.0f} MiB "  # noqa: E501
-         "at day 1's bytes per event",
+         f"no retention: about {_mib(_unpruned_bytes(slices))} ({len(slices)} days at day "
+         "1's bytes per event)",
          f"{growth:+.1f}% from day {middle['day']} to {slices[-1]['day']}",
          f"levels off (≤ +{LEDGER_GROWTH_PERCENT:.0f}%) "
          f"{verdict(growth <= LEDGER_GROWTH_PERCENT)}", load_cell(retention)),
@@ -112,8 +116,14 @@ def _debug(results: dict[str, Any], *, markdown: bool) -> str:
     names = list(samples[0]["sets"])
     header = ("set (in-process history)", *(f"{sample['events']:,}" for sample in samples))
     body = [(name, *(f"{sample['sets'][name]:,}" for sample in samples)) for name in names]
+    caches = sorted({name for sample in samples for name in sample["sqlite_cache_bytes"]})
+    body.extend((f"SQLite page cache, {name} connection",
+                 *(_mib(sample["sqlite_cache_bytes"].get(name, 0)) for sample in samples))
+                for name in caches)
     body.append(("traced Python memory",
                  *(_mib(sample["traced_bytes"]) for sample in samples)))
+    body.append(("RSS of the process (feeding included)",
+                 *(_mib(sample["rss_bytes"]) for sample in samples)))
     growth = grid(["Top allocation growth, first to last sample (tracemalloc):"],
                   ("where", "grown", "now"),
                   [(entry["where"], _mib(entry["grown_bytes"]), _mib(entry["bytes"]))

@@ -162,4 +162,5 @@ def test_operations_bench_reports_memory_ledger_size_and_pruning(tmp_path: Path)
     assert pruning["with"][0]["pruned_at_end"] > 0 and pruning["without"][0]["pruned_at_end"] == 0
     debug = results["memory_debug"]["samples"]
     assert len(debug) == 2 and debug[-1]["sets"]["ended tasks remembered"] == 40
+    assert debug[-1]["sqlite_cache_bytes"]["writer"] > 0 and debug[-1]["rss_bytes"] > 0
     assert all(len(results[phase]["load"]) == 2 for phase in ("history", "retention", "pruning"))
