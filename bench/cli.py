@@ -9,10 +9,9 @@ import argparse
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from bench import workload
-from bench.command import add_run_options, run_in, write_json
+from bench.command import add_run_options, parse, run_in, write_json
 from bench.phases import Options, run
 from bench.report import markdown, table
 
@@ -50,14 +49,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _options(argv: Sequence[str] | None) -> Options:
-    arguments = _parser().parse_args(argv)
-    quick = arguments.quick
-
-    def pick(value: Any, full: Any, small: Any) -> Any:
-        return value if value is not None else (small if quick else full)
-
-    if arguments.batch_size % workload.EPISODE_EVENTS:
-        _parser().error(f"--batch-size must be a multiple of {workload.EPISODE_EVENTS}")
+    arguments, pick = parse(_parser(), argv)
     return Options(
         events=pick(arguments.events, 1_000_000, 100_000),
         ingest_events=pick(arguments.ingest_events, 200_000, 50_000),

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from bench.workload import EPISODE_EVENTS
+
+Pick = Callable[[Any, Any, Any], Any]
 
 
 def add_run_options(group: argparse._ArgumentGroup) -> None:
@@ -26,6 +30,20 @@ def add_run_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     group.add_argument("--workdir", type=Path, help="keep ledgers and logs here (default: a "
                        "temporary directory, removed)")
+
+
+def parse(parser: argparse.ArgumentParser,
+          argv: Sequence[str] | None) -> tuple[argparse.Namespace, Pick]:
+    """The arguments (`--batch-size` checked), and `pick(value, full, quick)`: the value given,
+    else the size of a full or a `--quick` run."""
+    arguments = parser.parse_args(argv)
+    if arguments.batch_size % EPISODE_EVENTS:
+        parser.error(f"--batch-size must be a multiple of {EPISODE_EVENTS}")
+
+    def pick(value: Any, full: Any, small: Any) -> Any:
+        return value if value is not None else (small if arguments.quick else full)
+
+    return arguments, pick
 
 
 def run_in(workdir: Path | None, prefix: str,

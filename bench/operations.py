@@ -11,10 +11,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from functools import partial
-from typing import Any
 
 from bench import workload
-from bench.command import add_run_options, run_in, write_json
+from bench.command import add_run_options, parse, run_in, write_json
 from bench.operation_phases import Options, run
 from bench.operations_report import render
 
@@ -59,14 +58,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _options(argv: Sequence[str] | None) -> Options:
     parser = _parser()
-    arguments = parser.parse_args(argv)
-    quick = arguments.quick
-
-    def pick(value: Any, full: Any, small: Any) -> Any:
-        return value if value is not None else (small if quick else full)
-
-    if arguments.batch_size % workload.EPISODE_EVENTS:
-        parser.error(f"--batch-size must be a multiple of {workload.EPISODE_EVENTS}")
+    arguments, pick = parse(parser, argv)
     if arguments.history_samples < 2:
         parser.error("--history-samples must be at least 2")
     return Options(

@@ -12,10 +12,9 @@ import argparse
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from bench import workload
-from bench.command import add_run_options, run_in, write_json
+from bench.command import add_run_options, parse, run_in, write_json
 from bench.read_phases import Options, run
 from bench.reads_report import render
 
@@ -55,15 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _options(argv: Sequence[str] | None) -> Options:
-    parser = _parser()
-    arguments = parser.parse_args(argv)
-    quick = arguments.quick
-
-    def pick(value: Any, full: Any, small: Any) -> Any:
-        return value if value is not None else (small if quick else full)
-
-    if arguments.batch_size % workload.EPISODE_EVENTS:
-        parser.error(f"--batch-size must be a multiple of {workload.EPISODE_EVENTS}")
+    arguments, pick = parse(_parser(), argv)
     return Options(
         events=pick(arguments.events, 1_000_000, 50_000),
         requests=pick(arguments.requests, 200, 20), blocks=pick(arguments.blocks, 4, 2),
