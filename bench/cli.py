@@ -6,14 +6,12 @@ The phases are in `bench.phases`; this module reads the options and prints the r
 from __future__ import annotations
 
 import argparse
-import tempfile
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
-
-import orjson
 
 from bench import workload
+from bench.command import add_run_options, parse, run_in, write_json
 from bench.phases import Options, run
 from bench.report import markdown, table
 
@@ -42,35 +40,16 @@ def _parser() -> argparse.ArgumentParser:
     size.add_argument("--callback-events", type=int, help="events through the in-process "
                       "callback (default 200,000; quick 20,000)")
     run = parser.add_argument_group("run")
-    run.add_argument("--synchronous", choices=("FULL", "NORMAL"), default="FULL",
-                     help="SQLite synchronous mode of exporter and naive store (default FULL, "
-                     "the exporter's default)")
-    run.add_argument("--max-seconds", type=float, default=600.0,
-                     help="time bound of each load generator run")
-    run.add_argument("--max-load", type=float, default=0.5, help="wait for a one-minute load "
-                     "average below this before starting")
-    run.add_argument("--max-wait", type=float, help="seconds to wait for that (default 300; "
-                     "quick 0)")
+    add_run_options(run)
     run.add_argument("--profile", type=Path, metavar="DIR", help="also run py-spy on the "
                      "exporter during two more ingest rounds (plain, scraped); raw stacks and "
                      "per-thread summaries go here")
     run.add_argument("--profile-seconds", type=float, default=5.0)
-    run.add_argument("--json", type=Path, metavar="FILE", help="write the results here")
-    run.add_argument("--markdown", action="store_true", help="print the table as Markdown")
-    run.add_argument("--workdir", type=Path, help="keep ledgers and logs here (default: a "
-                     "temporary directory, removed)")
     return parser
 
 
 def _options(argv: Sequence[str] | None) -> Options:
-    arguments = _parser().parse_args(argv)
-    quick = arguments.quick
-
-    def pick(value: Any, full: Any, small: Any) -> Any:
-        return value if value is not None else (small if quick else full)
-
-    if arguments.batch_size % workload.EPISODE_EVENTS:
-        _parser().error(f"--batch-size must be a multiple of {workload.EPISODE_EVENTS}")
+    arguments, pick = parse(_parser(), argv)
     return Options(
         events=pick(arguments.events, 1_000_000, 100_000),
         ingest_events=pick(arguments.ingest_events, 200_000, 50_000),
@@ -86,15 +65,9 @@ def _options(argv: Sequence[str] | None) -> Options:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = _options(argv)
-    if options.workdir is not None:
-        options.workdir.mkdir(parents=True, exist_ok=False)
-        results = run(options, options.workdir)
-    else:
-        with tempfile.TemporaryDirectory(prefix="orchestrator-bench-") as temporary:
-            results = run(options, Path(temporary))
+    results = run_in(options.workdir, "orchestrator-bench-", partial(run, options))
     print(markdown(results) if options.markdown else table(results))
     if "profile" in results:
         print(f"\npy-spy profiles: {options.profile}/ingest.txt, ingest-scraped.txt")
-    if options.json is not None:
-        options.json.write_text(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
+    write_json(options.json, results)
     return 0

@@ -9,14 +9,12 @@ tiny sizes); docs/benchmarks.md has the results and what each number means.
 from __future__ import annotations
 
 import argparse
-import tempfile
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
-
-import orjson
 
 from bench import workload
+from bench.command import add_run_options, parse, run_in, write_json
 from bench.read_phases import Options, run
 from bench.reads_report import render
 
@@ -47,34 +45,16 @@ def _parser() -> argparse.ArgumentParser:
     size.add_argument("--connections", type=int, default=8, help="concurrent connections of "
                       "the load generator and of the pacer")
     run_group = parser.add_argument_group("run")
-    run_group.add_argument("--synchronous", choices=("FULL", "NORMAL"), default="FULL")
-    run_group.add_argument("--max-seconds", type=float, default=600.0,
-                           help="time bound of each load generator run")
-    run_group.add_argument("--max-load", type=float, default=0.5, help="wait for a one-minute "
-                           "load average below this before starting")
-    run_group.add_argument("--max-wait", type=float, help="seconds to wait for that (default "
-                           "300; quick 0)")
+    add_run_options(run_group)
     run_group.add_argument("--profile", type=Path, metavar="DIR", help="also run py-spy on "
                            "the exporter during two more paced segments (reads; the "
                            "subscribers): raw stacks and per-thread summaries go here")
     run_group.add_argument("--profile-seconds", type=float, default=5.0)
-    run_group.add_argument("--json", type=Path, metavar="FILE", help="write the results here")
-    run_group.add_argument("--markdown", action="store_true", help="print the table as Markdown")
-    run_group.add_argument("--workdir", type=Path, help="keep the ledger and logs here "
-                           "(default: a temporary directory, removed)")
     return parser
 
 
 def _options(argv: Sequence[str] | None) -> Options:
-    parser = _parser()
-    arguments = parser.parse_args(argv)
-    quick = arguments.quick
-
-    def pick(value: Any, full: Any, small: Any) -> Any:
-        return value if value is not None else (small if quick else full)
-
-    if arguments.batch_size % workload.EPISODE_EVENTS:
-        parser.error(f"--batch-size must be a multiple of {workload.EPISODE_EVENTS}")
+    arguments, pick = parse(_parser(), argv)
     return Options(
         events=pick(arguments.events, 1_000_000, 50_000),
         requests=pick(arguments.requests, 200, 20), blocks=pick(arguments.blocks, 4, 2),
@@ -91,17 +71,11 @@ def _options(argv: Sequence[str] | None) -> Options:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = _options(argv)
-    if options.workdir is not None:
-        options.workdir.mkdir(parents=True, exist_ok=False)
-        results = run(options, options.workdir)
-    else:
-        with tempfile.TemporaryDirectory(prefix="orchestrator-bench-reads-") as temporary:
-            results = run(options, Path(temporary))
+    results = run_in(options.workdir, "orchestrator-bench-reads-", partial(run, options))
     print(render(results, markdown=options.markdown))
     if "profile" in results:
         print(f"\npy-spy profiles: {options.profile}/reads.txt, stream.txt")
-    if options.json is not None:
-        options.json.write_text(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
+    write_json(options.json, results)
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.report import MIB
+from bench.report import MIB, grid, load_cell, title, verdict
 
 HEADER = ("measurement", "result (under paced ingest)", "baseline (same run)", "ratio",
           "target", "load 1m; most CPU of other processes")
@@ -17,15 +17,6 @@ EXPORT_EVENTS_PER_SECOND = 100_000
 EXPORT_SECOND_HALF_MIB = 16.0
 DELIVERY_P95_MS = 50.0
 INGEST_DROP_PERCENT = 10.0
-
-
-def _verdict(passed: bool) -> str:
-    return "met" if passed else "MISSED"
-
-
-def _load(phase: dict[str, Any]) -> str:
-    before, after = phase["load"]
-    return f"{before:.2f} → {after:.2f}; others {phase['foreign_cores']:.2f} cores"
 
 
 def _latency(numbers: dict[str, float]) -> str:
@@ -43,9 +34,9 @@ def _failed(ingest: dict[str, Any]) -> str:
 def _target(endpoint: dict[str, Any]) -> str:
     p95 = endpoint["paced"]["p95_ms"]
     if endpoint["name"].startswith("GET /costs"):
-        return f"p95 ≤ {COSTS_P95_MS:.0f} ms {_verdict(p95 <= COSTS_P95_MS)}"
+        return f"p95 ≤ {COSTS_P95_MS:.0f} ms {verdict(p95 <= COSTS_P95_MS)}"
     if endpoint["is_list"]:
-        return f"p95 ≤ {LIST_P95_MS:.0f} ms {_verdict(p95 <= LIST_P95_MS)}"
+        return f"p95 ≤ {LIST_P95_MS:.0f} ms {verdict(p95 <= LIST_P95_MS)}"
     return "— (one entity)"
 
 
@@ -56,12 +47,12 @@ def _read_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
         (f"{endpoint['name']}: p50 / p95 / max ({endpoint['requests']} requests)",
          _latency(endpoint["paced"]), f"no ingest {_latency(endpoint['plain'])}",
          f"{endpoint['paced']['p95_ms'] / endpoint['plain']['p95_ms']:.2f}x p95",
-         _target(endpoint), _load(reads))
+         _target(endpoint), load_cell(reads))
         for endpoint in reads["endpoints"]]
     rows.append((f"  paced ingest meanwhile (aimed at {ingest['rate']:,.0f}/s)",
                  f"{ingest['events_per_second']:,.0f} events/s (batches up to "
                  f"{ingest['most_late_ms']:,.0f} ms late{_failed(ingest)})", "—", "—", "—",
-                 _load(reads)))
+                 load_cell(reads)))
     return rows
 
 
@@ -85,12 +76,12 @@ def _export_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
          f"no ingest {plain['events_per_second']:,.0f}/s; Python sqlite3 alone "
          f"{floor['rows_per_second']:,.0f} rows/s",
          f"{rate / plain['events_per_second']:.2f}x",
-         f"≥ {EXPORT_EVENTS_PER_SECOND:,}/s {_verdict(rate >= EXPORT_EVENTS_PER_SECOND)}",
-         _load(export)),
+         f"≥ {EXPORT_EVENTS_PER_SECOND:,}/s {verdict(rate >= EXPORT_EVENTS_PER_SECOND)}",
+         load_cell(export)),
         ("  exporter RSS during the export: before → peak (growth; in the second half)",
          memory(paced), f"no ingest {memory(plain)}", "—",
          f"flat: second half ≤ +{EXPORT_SECOND_HALF_MIB:.0f} MiB "
-         f"{_verdict(growth <= EXPORT_SECOND_HALF_MIB)}", _load(export)),
+         f"{verdict(growth <= EXPORT_SECOND_HALF_MIB)}", load_cell(export)),
     ]
 
 
@@ -108,7 +99,7 @@ def _stream_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
          f"{stream['subscriber_cores']:.2f} cores)",
          _latency(stream), f"1 subscriber {_latency(alone)}",
          f"{p95 / alone['p95_ms']:.2f}x p95",
-         f"p95 ≤ {DELIVERY_P95_MS:.0f} ms {_verdict(p95 <= DELIVERY_P95_MS)}", _load(stream)),
+         f"p95 ≤ {DELIVERY_P95_MS:.0f} ms {verdict(p95 <= DELIVERY_P95_MS)}", load_cell(stream)),
         (f"max HTTP ingest with {subscribers} subscribers reading (median of "
          f"{len(ratio['with'])}; their process {ratio['subscriber_cores']:.2f} cores; "
          f"{ratio['cut_offs']} cut-offs)",
@@ -117,8 +108,8 @@ def _stream_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
          f"no subscribers {ratio['events_per_second']:,.0f} events/s "
          f"({ratio['exporter_cpu_us_per_event']:.0f} µs)",
          f"{drop:.1f}% drop",
-         f"drop ≤ {INGEST_DROP_PERCENT:.0f}% {_verdict(drop <= INGEST_DROP_PERCENT)}",
-         _load(ratio)),
+         f"drop ≤ {INGEST_DROP_PERCENT:.0f}% {verdict(drop <= INGEST_DROP_PERCENT)}",
+         load_cell(ratio)),
     ]
 
 
@@ -130,21 +121,15 @@ def rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
          f"{options['batch_size']}, {options['connections']} connections",
          f"{fill['events_per_second']:,.0f} events/s "
          f"({fill['exporter_cpu_us_per_event']:.0f} µs CPU/event)", "—", "—",
-         f"(paced ingest below: half, {fill['events_per_second'] / 2:,.0f}/s)", _load(fill)),
+         f"(paced ingest below: half, {fill['events_per_second'] / 2:,.0f}/s)", load_cell(fill)),
         *_read_rows(results), *_export_rows(results), *_stream_rows(results),
     ]
 
 
 def _title(results: dict[str, Any]) -> list[str]:
-    environment, options, fleet = results["environment"], results["options"], results["fleet"]
-    modified = " + uncommitted changes in exporter/" if environment["exporter_modified"] else ""
+    fleet = results["fleet"]
     return [
-        f"orchestrator-exporter read API and live stream benchmark, {environment['date']}, "
-        f"commit {environment['commit']}{modified}",
-        f"{environment['cpu_count']} CPUs, Python {environment['python']}, SQLite "
-        f"{environment['sqlite']}, {environment['platform']}; synchronous="
-        f"{options['synchronous']}; load average {results['load']['before']:.2f} before, "
-        f"{results['load']['after']:.2f} after",
+        *title(results, "read API and live stream benchmark"),
         f"ledger after the fill: {results['fill']['events_accepted']:,} events, "
         f"{fleet['tasks']:,} tasks, {fleet['agents']:,} agents, {fleet['runs']:,} runs; every "
         "measurement starts on a copy of it",
@@ -153,17 +138,4 @@ def _title(results: dict[str, Any]) -> list[str]:
 
 def render(results: dict[str, Any], *, markdown: bool) -> str:
     """Aligned plain text for a terminal, or Markdown for docs/benchmarks.md."""
-    body = rows(results)
-    if markdown:
-        return "\n".join([*(f"{text}  " for text in _title(results)), "",
-                          "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER),
-                          *("| " + " | ".join(cell.strip() for cell in row) + " |"
-                            for row in body)])
-    widths = [max(len(row[column]) for row in (HEADER, *body)) for column in range(len(HEADER))]
-
-    def line(row: tuple[str, ...]) -> str:
-        return "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)
-                         ).rstrip()
-
-    return "\n".join([*_title(results), "", line(HEADER),
-                      line(tuple("-" * width for width in widths)), *map(line, body)])
+    return grid(_title(results), HEADER, rows(results), markdown=markdown)

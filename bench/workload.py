@@ -141,28 +141,30 @@ def episode(rng: random.Random, tag: str, number: int, start: float) -> list[Eve
     return events
 
 
-def _timestamp(event: Event) -> float:
+def timestamp(event: Event) -> float:
     stamp = event["timestamp"]
     if isinstance(stamp, str):
         return datetime.fromisoformat(stamp).timestamp()
     return float(stamp)
 
 
-def ingest_batches(events: int, batch_size: int, *, seed: int) -> Iterator[list[Event]]:
-    """About `events` events (rounded up to whole batches) in batches of `batch_size`."""
+def ingest_batches(events: int, batch_size: int, *, seed: int, start: float | None = None,
+                   spacing: float = 0.01) -> Iterator[list[Event]]:
+    """About `events` events (rounded up to whole batches) in batches of `batch_size`; episode n
+    starts at `start + n * spacing` (by default an hour ago, so timestamps are recent and within
+    the contract; a simulated clock passes its own)."""
     if batch_size % EPISODE_EVENTS:
         raise ValueError(f"the batch size must be a multiple of {EPISODE_EVENTS}")
     rng = random.Random(seed)
     tag = f"{seed:x}"[:10]
     per_batch = batch_size // EPISODE_EVENTS
-    # Episodes start an hour ago, a few apart, so timestamps are recent and within the contract.
-    start = time.time() - 3600.0
+    start = time.time() - 3600.0 if start is None else start
     batches = -(-events // batch_size)
     for batch in range(batches):
         numbers = range(batch * per_batch, (batch + 1) * per_batch)
         merged = [event for number in numbers
-                  for event in episode(rng, tag, number, start + number * 0.01)]
-        merged.sort(key=_timestamp)  # stable: each episode keeps its causal order
+                  for event in episode(rng, tag, number, start + number * spacing)]
+        merged.sort(key=timestamp)  # stable: each episode keeps its causal order
         yield merged
 
 

@@ -22,10 +22,12 @@ from exporter.series import CounterFamily, Histogram, HistogramFamily, split_key
 UNKNOWN: Final = "unknown"
 NONE: Final = "none"
 UNSPECIFIED: Final = "unspecified"
-# Terminal events repeated for a task or run already ended are ignored; this many are remembered.
-ENDED_MEMORY: Final = 100_000
+# Terminal events repeated for a task or run already ended are ignored; the last this many are
+# remembered (sources repeat a row within seconds or minutes). Not more: a set reaching its cap
+# only after millions of events made memory grow with history (docs/operations.md).
+ENDED_MEMORY: Final = 10_000
 # Deleted agents remembered for what their sources say late (a final total after the deletion
-# arrives seconds or minutes later); fewer, since an agent weighs more than a key.
+# arrives seconds or minutes later).
 DELETED_AGENT_MEMORY: Final = 10_000
 MICROS_PER_SECOND: Final = 1_000_000
 

@@ -122,3 +122,45 @@ def test_reads_bench_reports_every_number_beside_its_baseline(tmp_path: Path) ->
     assert len(ratio["with"]) == len(ratio["without"]) == 1
     assert all(len(results[phase]["load"]) == 2 for phase in (
         "fill", "reads", "export", "delivery", "delivery_baseline", "ratio"))
+
+
+OPERATIONS_TINY = ["--quick", "--history-events", "2000", "--history-samples", "2",
+                   "--retention-slices", "3", "--slice-events", "1000", "--prune-events", "2000",
+                   "--prune-ingest-events", "1000", "--prune-rounds", "1", "--max-wait", "0",
+                   "--memory-debug"]
+
+
+def test_operations_bench_reports_memory_ledger_size_and_pruning(tmp_path: Path) -> None:
+    results = _bench("bench.operations", OPERATIONS_TINY, tmp_path / "operations.json",
+                     "exporter RSS", "ledger file after each simulated day", "while the exporter "
+                     "prunes", "Memory debug")
+    history, retention, pruning = results["history"], results["retention"], results["pruning"]
+    samples = history["samples"]
+    assert [sample["events"] for sample in samples] == [1000, 2000]
+    days = retention["slices"]
+    assert [day["accepted"] for day in days] == [1000] * 3
+    # A day of retention: from day 2 on, each pass removes the day before, whose ids stay.
+    assert [day["pruned"]["events"] for day in days] == [0, 1000, 1000]
+    assert days[-1]["events"] == 1000 and days[-1]["event_ids"] == 2000
+    assert pruning["filled"]["events"] == 2000
+    numbers = {
+        "idle rss": history["idle"]["rss_bytes"],
+        **{f"rss at {sample['events']}": sample["rss_bytes"] for sample in samples},
+        **{f"server rss at {sample['events']}": sample["server_rss_bytes"]
+           for sample in samples},
+        "ledger bytes per event": history["ledger_bytes_per_event"],
+        "history ingest": history["events_per_second"],
+        **{f"ledger file day {day['day']}": day["file_bytes"] for day in days},
+        "ingest while pruning": pruning["events_per_second"],
+        "ingest without pruning": pruning["without_events_per_second"],
+        "scrape max while pruning": pruning["scrape_max_ms"],
+        "scrape max without": pruning["without_scrape_max_ms"],
+    }
+    assert all(_positive(value) for value in numbers.values()), numbers
+    assert math.isfinite(history["growth_percent"]) and math.isfinite(pruning["drop_percent"])
+    assert math.isfinite(retention["growth_last_half_percent"])
+    assert pruning["with"][0]["pruned_at_end"] > 0 and pruning["without"][0]["pruned_at_end"] == 0
+    debug = results["memory_debug"]["samples"]
+    assert len(debug) == 2 and debug[-1]["sets"]["ended tasks remembered"] == 40
+    assert debug[-1]["sqlite_cache_bytes"]["writer"] > 0 and debug[-1]["rss_bytes"] > 0
+    assert all(len(results[phase]["load"]) == 2 for phase in ("history", "retention", "pruning"))

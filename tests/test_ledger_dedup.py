@@ -49,9 +49,9 @@ def engine(tmp_path: Path) -> Engine:
     return engine
 
 
-def _ledger(engine: Engine, merge_min: int = 10, merge_chunk: int = 1_000) -> Ledger:
+def _ledger(engine: Engine, merge_keys: int = 10, merge_chunk: int = 1_000) -> Ledger:
     ledger = Ledger(engine)
-    ledger._ids = IdSet(merge_min=merge_min, merge_chunk=merge_chunk)
+    ledger._ids = IdSet(merge_keys=merge_keys, merge_chunk=merge_chunk)
     return ledger
 
 
@@ -78,20 +78,20 @@ def test_keys_are_known_in_memory_after_a_merge_and_after_a_restart(engine: Engi
 
 
 def test_the_first_write_after_a_restart_knows_the_keys_in_memory(engine: Engine):
-    ledger = _ledger(engine, merge_min=1_000)
+    ledger = _ledger(engine, merge_keys=1_000)
     assert _insert(ledger, ["r1", "r2"]) == [True, True]
     ledger.close()
-    restarted = _ledger(engine, merge_min=1_000)
+    restarted = _ledger(engine, merge_keys=1_000)
     assert _insert(restarted, ["r1", "r3"]) == [False, True]
     assert _count(engine, "events") == 3
     restarted.close()
 
 
 def test_a_merge_in_parts_keeps_every_key_known_even_when_cut_short(engine: Engine):
-    ledger = _ledger(engine, merge_min=40, merge_chunk=8)
+    ledger = _ledger(engine, merge_keys=40, merge_chunk=8)
     first = [f"m{i}" for i in range(40)]
     assert _insert(ledger, first) == [True] * 40  # due: 40 keys in 8 key ranges (40 // 8 -> 8)
-    parts = len(ledger._ids._parts) + 1  # one part is written after the group
+    parts = len(ledger._ids._order) + 1  # one part is written after the group
     assert 5 <= parts <= 8
     assert 0 < _count(engine, "event_ids") < 40
     # While the merge is under way, every key is known, merged or not, on both paths.
@@ -102,7 +102,7 @@ def test_a_merge_in_parts_keeps_every_key_known_even_when_cut_short(engine: Engi
     assert not merged_seq  # not done: a restart reads every key again from the events
     ledger.close()
 
-    restarted = _ledger(engine, merge_min=40, merge_chunk=8)
+    restarted = _ledger(engine, merge_keys=40, merge_chunk=8)
     # 43 keys in memory again: the merge starts over; the parts written before are skipped.
     assert _insert(restarted, ["m0", "x2", "y1"]) == [False, False, True]
     for number in range(8):
@@ -113,13 +113,13 @@ def test_a_merge_in_parts_keeps_every_key_known_even_when_cut_short(engine: Engi
         stored = dict(connection.execute(text("SELECT id_hash, seq FROM event_ids")).all())
     assert known == {id_hash(event_id): seq for seq, event_id in enumerate(first, start=1)}
     assert all(stored[key] == seq for key, seq in known.items())
-    assert restarted._ids.merging == {} and restarted._ids.merged_seq > 40
+    assert restarted._ids.merging_keys() == 0 and restarted._ids.merged_seq > 40
     restarted.close()
 
 
 def test_new_ids_take_one_statement_and_known_ones_the_general_path(
         engine: Engine, monkeypatch: pytest.MonkeyPatch):
-    ledger = _ledger(engine, merge_min=4)
+    ledger = _ledger(engine, merge_keys=4)
     general = ledger.insert_events
     calls: list[int] = []
 
@@ -152,7 +152,7 @@ def test_new_ids_take_one_statement_and_known_ones_the_general_path(
 
 def test_batches_prepared_apart_are_stored_as_one_group_in_order(engine: Engine):
     """A parse worker prepares each batch's rows; the writer joins those of a group."""
-    ledger = _ledger(engine, merge_min=1_000)
+    ledger = _ledger(engine, merge_keys=1_000)
     first, second, third = (_events([f"{name}{i}" for i in range(size)])
                             for name, size in (("p", 3), ("q", 0), ("r", 2)))
     fresh, last_seq = ledger.write_events([
@@ -171,7 +171,7 @@ def test_batches_prepared_apart_are_stored_as_one_group_in_order(engine: Engine)
 
 
 def test_a_failed_statement_stores_nothing_and_the_next_write_recovers(engine: Engine):
-    ledger = _ledger(engine, merge_min=1_000)
+    ledger = _ledger(engine, merge_keys=1_000)
     assert _insert(ledger, ["f1"]) == [True]
     ledger._writer_connection().connection.driver_connection.close()  # type: ignore[union-attr]
     with pytest.raises(Exception, match="closed"):
@@ -182,7 +182,7 @@ def test_a_failed_statement_stores_nothing_and_the_next_write_recovers(engine: E
 
 
 def test_a_failed_batch_leaves_no_key_behind(engine: Engine):
-    ledger = _ledger(engine, merge_min=1_000)
+    ledger = _ledger(engine, merge_keys=1_000)
     with pytest.raises(RuntimeError), ledger.writing() as connection:
         ledger.insert_events(connection, _events(["x1", "x2"]), time.time())
         raise RuntimeError("the commit never happens")
@@ -204,4 +204,22 @@ def test_upgrading_a_ledger_keeps_its_keys(tmp_path: Path):
     assert _count(engine, "event_ids") == 2
     ledger = _ledger(engine)
     assert _insert(ledger, ["old-2", "new-1", "old-1"]) == [False, True, False]
+    ledger.close()
+
+
+def test_the_keys_in_memory_stay_bounded_however_many_are_stored(engine: Engine):
+    # Memory holds the recent keys and the parts of a merge not yet written. A part is written
+    # after each write, so while writes bring fewer keys than a part holds, that is at most
+    # about twice the merge size, whatever the ledger's length (a threshold growing with the
+    # ledger made memory grow with history).
+    ledger = _ledger(engine, merge_keys=40, merge_chunk=8)
+    held = []
+    for group in range(60):
+        assert _insert(ledger, [f"g{group}-{number}" for number in range(4)]) == [True] * 4
+        held.append(len(ledger._ids.recent) + ledger._ids.merging_keys())
+    assert max(held) <= 2 * 40 + 4
+    assert max(held[30:]) <= max(held[:30]) + 4
+    assert _count(engine, "event_ids") >= 160  # merged on the way, part after part
+    # Every key is still known, wherever it is.
+    assert _insert(ledger, ["g0-0", "g30-1", "g59-3", "new"]) == [False, False, False, True]
     ledger.close()

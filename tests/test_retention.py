@@ -19,6 +19,7 @@ from support import ExporterFactory, ExporterProcess
 from exporter.budgets import SECONDS_PER_DAY
 from exporter.callback import MonitorCallback
 from exporter.config import parse_config
+from exporter.events import validate_batch
 from exporter.retention import Pruner, RetentionThread
 from exporter.service import build_exporter
 from exporter.settings import Settings
@@ -142,3 +143,63 @@ def test_events_resent_after_their_pruning_are_still_duplicates_on_sqlite(
         assert response.status_code == 200, response.text
         assert response.json()["accepted"] == 0
     assert fleet_totals(exporter) == totals
+
+
+def test_a_pass_ends_at_the_first_events_received_after_the_cutoff(tmp_path: Path):
+    # It never reads the whole ledger to find nothing: an event stored out of order behind
+    # newer ones waits for the next pass, which takes it once the cutoff has passed them.
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'ledger.db'}", retention_days=0)
+    exporter = build_exporter(settings, registry=CollectorRegistry(), config=parse_config({}))
+    exporter.start()
+
+    def store(prefix: str, count: int, received: float) -> None:
+        raws = [{"type": "log.entry", "id": f"{prefix}{number}", "level": "info",
+                 "message": prefix, "timestamp": received} for number in range(count)]
+        events, problems = validate_batch(raws, received)
+        assert problems == []
+        exporter.pipeline.submit(events, received).result(10)
+
+    try:
+        old, new = time.time() - 3 * SECONDS_PER_DAY, time.time() - SECONDS_PER_DAY
+        store("old", 25, old)
+        store("new", 25, new)
+        store("late", 1, old)  # received before the newer ones, stored after them
+        store("newest", 1, time.time())
+        exporter.pipeline.synced()
+        pruner = Pruner(exporter.ledger.engine, chunk=10, pause=0)
+        assert pruner.prune(old + 1).events == 25
+        assert exporter.ledger.count_events() == 27
+        assert pruner.prune(new + 1).events == 26  # the new ones, and the late one with them
+        assert exporter.ledger.count_events() == 1
+    finally:
+        exporter.close()
+
+
+def test_pruning_removes_old_events_and_ended_entities_on_postgresql(fresh_postgres_url: str):
+    settings = Settings(database_url=fresh_postgres_url, retention_days=0)
+    exporter = build_exporter(settings, registry=CollectorRegistry(), config=parse_config({}))
+    exporter.start()
+    try:
+        callback = MonitorCallback(exporter.pipeline, strict=True)
+        for number in range(3):
+            task, run, agent = f"t{number}", f"r{number}", f"a{number}"
+            for event in ({"type": "task.submitted", "task_id": task},
+                          {"type": "workflow.started", "run_id": run, "workflow": "release"},
+                          {"type": "agent.created", "agent_id": agent, "role": "BUILDER"},
+                          {"type": "step.started", "run_id": run, "step_id": "s0"},
+                          {"type": "agent.deleted", "agent_id": agent},
+                          {"type": "workflow.completed", "run_id": run},
+                          {"type": "task.completed", "task_id": task}):
+                callback.emit(event)
+        callback.emit({"type": "agent.created", "agent_id": "live", "role": "BUILDER"})
+        assert callback.flush(10)
+        exporter.pipeline.synced()
+        pruner = Pruner(exporter.ledger.engine, chunk=4, pause=0)
+        result = pruner.prune(time.time() + SECONDS_PER_DAY)
+        assert (result.events, result.agents, result.tasks, result.runs, result.steps) == (
+            21, 3, 3, 3, 3)
+        assert exporter.ledger.count_events() == 1  # the newest stays
+        with exporter.lock:
+            assert ("default", "live") in exporter.state.live
+    finally:
+        exporter.close()

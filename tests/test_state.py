@@ -14,8 +14,11 @@ from support import parse_metrics
 from exporter.budgets import period_bounds
 from exporter.callback import MonitorCallback
 from exporter.config import parse_config
+from exporter.events import validate_one
+from exporter.pricing import load_price_table
 from exporter.service import Exporter, build_exporter
 from exporter.settings import Settings
+from exporter.state import DELETED_AGENT_MEMORY, ENDED_MEMORY, FleetState
 
 CONFIG = {
     "budgets": [
@@ -338,3 +341,33 @@ def test_a_failed_checkpoint_gives_its_changes_back_to_the_next(harness: Harness
     harness.restart()  # loads that checkpoint: every event counted once
     assert harness.value("orchestrator_cost_usd_total", **labels) == 15.0
     assert harness.value("orchestrator_tokens_total", **labels, type="input") == 3_000_000
+
+
+def _ended_episode(number: int, at: float) -> list[dict[str, object]]:
+    task, run, agent = f"t{number}", f"r{number}", f"a{number}"
+    return [{"type": "task.submitted", "task_id": task, "task_type": "feature"},
+            {"type": "task.started", "task_id": task},
+            {"type": "workflow.started", "run_id": run, "workflow": "release"},
+            {"type": "agent.created", "agent_id": agent, "role": "BUILDER", "task_id": task},
+            {"type": "step.started", "run_id": run, "step_id": "s0", "agent_id": agent},
+            {"type": "step.completed", "run_id": run, "step_id": "s0", "agent_id": agent},
+            {"type": "agent.deleted", "agent_id": agent},
+            {"type": "workflow.completed", "run_id": run},
+            {"type": "task.completed", "task_id": task}]
+
+
+def test_what_memory_holds_of_ended_entities_is_capped_however_long_the_history():
+    state = FleetState(prices=load_price_table(), budgets=(), label_value_limit=100)
+    at = time.time() - 3600
+    for number in range(ENDED_MEMORY + 500):
+        for raw in _ended_episode(number, at):
+            state.apply(validate_one({**raw, "timestamp": at}, at))
+    assert len(state.ended_tasks) == len(state.ended_runs) == ENDED_MEMORY
+    assert len(state.deleted_agents) == DELETED_AGENT_MEMORY
+    assert not (state.agents or state.live or state.tasks or state.task_agents or state.runs
+                or state.steps or state.run_steps)
+    # The newest are the ones remembered: a repeated end of a recent task counts nothing.
+    ended = state.families.tasks.values[("default", "feature", "completed", "excluded")]
+    state.apply(validate_one({"type": "task.completed", "task_id": f"t{ENDED_MEMORY + 499}",
+                              "timestamp": at}, at))
+    assert state.families.tasks.values[("default", "feature", "completed", "excluded")] == ended

@@ -12,9 +12,15 @@ when a write transaction commits, and is refilled at start from the events after
 
 A merge of 200k keys takes SQLite about 300 ms, during which no event could be written, and every
 request in flight waited. So a merge is split by key range into parts of about `MERGE_CHUNK`
-keys, one part after each write, each touching only its range's pages; the keys stay in memory
-until the last part marks the merge done. After a crash in between, the parts already written
-are merged again, harmlessly (their keys are skipped).
+keys, one part after each write, each touching only its range's pages. A part leaves memory once
+written (its keys are then found in `event_ids` like any merged key); only the last part marks
+the merge done. After a crash in between, the parts already written are merged again, harmlessly
+(their keys are skipped).
+
+Memory holds the recent keys (about 100 bytes each) and the parts of a merge not yet written:
+at most about twice `MERGE_KEYS`, however long the ledger, since a write brings fewer keys than a
+part holds. A threshold that grew with the ledger (to cut the pages each merge rewrites) made
+memory grow with history (docs/operations.md, "What memory holds").
 """
 
 from __future__ import annotations
@@ -27,11 +33,9 @@ from sqlalchemy import Connection
 
 from exporter.ledger import bulk
 
-# Merge when the recent keys reach this many, or an eighth of the merged ones if more (each
-# merge rewrites the pages of the run it touches), but keep at most MERGE_MAX in memory.
-MERGE_MIN: Final = 200_000
-MERGE_FRACTION: Final = 8
-MERGE_MAX: Final = 500_000
+# Merge when the recent keys reach this many. Each merge rewrites the pages of the run it
+# touches, so fewer, larger merges write less; this many keys take about 50 MB.
+MERGE_KEYS: Final = 500_000
 # Keys per part of a merge: about 20 ms of SQLite after one write.
 MERGE_CHUNK: Final = 16_384
 
@@ -51,17 +55,23 @@ _MARK: Final = ("INSERT INTO event_ids_merged (id, seq) VALUES (1, ?) "
                 "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq")
 
 
+# The top bits of a hash read as unsigned: the key range (part of a merge) it belongs to.
+_UNSIGNED: Final = 1 << 63
+
+
 class IdSet:
     """The stored keys as the writer sees them: `load` once, then per write transaction
     `known`, `stage`, and `commit` or `discard`; `merge_if_due` between transactions."""
 
-    def __init__(self, *, merge_min: int = MERGE_MIN, merge_chunk: int = MERGE_CHUNK) -> None:
-        self.merge_min = merge_min
+    def __init__(self, *, merge_keys: int = MERGE_KEYS, merge_chunk: int = MERGE_CHUNK) -> None:
+        self.merge_keys = merge_keys
         self.merge_chunk = merge_chunk
         self.recent: dict[int, int] = {}
-        # The keys of a merge under way (also in memory until it is done), and its parts left.
-        self.merging: dict[int, int] = {}
-        self._parts: list[dict[int, int]] = []
+        # A merge under way: its keys by range (`hash >> _shift` as unsigned), a range emptied
+        # once written; `_order` the ranges left to write, the next at the end.
+        self._ranges: list[dict[int, int]] = []
+        self._shift = 64
+        self._order: list[int] = []
         self._merging_seq = 0
         self.merged_seq = 0
         self._staged: list[tuple[int, int]] = []
@@ -74,14 +84,26 @@ class IdSet:
             "SELECT id_hash, seq FROM events WHERE seq > ? AND id_hash IS NOT NULL",
             (self.merged_seq,))
         self.recent = {row[0]: row[1] for row in rows}
-        self.merging, self._parts = {}, []
+        self._ranges, self._order = [], []
         connection.rollback()
+
+    def merging_keys(self) -> int:
+        """Keys of a merge under way still in memory."""
+        return sum(len(self._ranges[index]) for index in self._order)
+
+    def _merging(self, hash_: int) -> int | None:
+        return self._ranges[(hash_ + _UNSIGNED) >> self._shift].get(hash_) \
+            if self._ranges else None
 
     def known(self, connection: Connection, hashes: list[int]) -> dict[int, int]:
         """The seq of each of `hashes` already stored."""
-        recent, merging = self.recent, self.merging
+        recent = self.recent
         found = {hash_: recent[hash_] for hash_ in hashes if hash_ in recent}
-        found.update((hash_, merging[hash_]) for hash_ in hashes if hash_ in merging)
+        if self._ranges:
+            for hash_ in hashes:
+                seq = self._merging(hash_)
+                if seq is not None:
+                    found[hash_] = seq
         rest = [hash_ for hash_ in set(hashes) if hash_ not in found]
         if rest:
             rows = connection.exec_driver_sql(_LOOKUP, (bulk.rows_parameter(rest),))
@@ -93,8 +115,11 @@ class IdSet:
         at, nor events without one (None)."""
         keyed = set(hashes)
         keyed.discard(None)
-        return len(keyed) == len(hashes) - hashes.count(None) \
-            and self.recent.keys().isdisjoint(keyed) and self.merging.keys().isdisjoint(keyed)
+        if len(keyed) != len(hashes) - hashes.count(None) \
+                or not self.recent.keys().isdisjoint(keyed):
+            return False
+        return not self._ranges or all(self._merging(cast("int", hash_)) is None
+                                       for hash_ in keyed)
 
     def stage(self, hashes: Sequence[int | None], first_seq: int) -> None:
         """Keys stored by the open transaction at consecutive seqs from `first_seq` (None: an
@@ -115,29 +140,33 @@ class IdSet:
 
     def merge_if_due(self, connection: Connection) -> bool:
         """Write the next part of a merge under way, or start one when enough keys gathered."""
-        if not self._parts:
-            due = min(MERGE_MAX, max(self.merge_min, self.merged_seq // MERGE_FRACTION))
-            if len(self.recent) < due:
+        if not self._order:
+            if len(self.recent) < self.merge_keys:
                 return False
             self._start_merge()
-        part, last = self._parts[-1], len(self._parts) == 1
+        index = self._order[-1]
+        last = len(self._order) == 1
         with connection.begin():
-            connection.exec_driver_sql(_MERGE, (orjson.dumps(part,
+            connection.exec_driver_sql(_MERGE, (orjson.dumps(self._ranges[index],
                                                              option=orjson.OPT_NON_STR_KEYS),))
             if last:
                 connection.exec_driver_sql(_MARK, (self._merging_seq,))
-        self._parts.pop()  # only once written: a failed part is retried after `load`
+        # Only once written: a failed part is retried after `load`. Its keys are in event_ids.
+        self._order.pop()
+        self._ranges[index] = {}
         if last:
-            self.merged_seq, self.merging = self._merging_seq, {}
+            self.merged_seq, self._ranges = self._merging_seq, []
         return True
 
     def _start_merge(self) -> None:
         """Split the recent keys by range into 2**bits parts of about `merge_chunk` keys."""
-        self.merging, self.recent = self.recent, {}
-        self._merging_seq = max(self.merged_seq, max(self.merging.values()))
-        bits = (len(self.merging) // self.merge_chunk).bit_length()
-        parts: list[dict[int, int]] = [{} for _ in range(1 << bits)]
-        shift, offset = 64 - bits, 1 << 63  # the top bits of the hash as unsigned
-        for hash_, seq in self.merging.items():
-            parts[(hash_ + offset) >> shift][hash_] = seq
-        self._parts = [part for part in reversed(parts) if part]  # taken from the end: in order
+        keys, self.recent = self.recent, {}
+        self._merging_seq = max(self.merged_seq, max(keys.values()))
+        bits = (len(keys) // self.merge_chunk).bit_length()
+        ranges: list[dict[int, int]] = [{} for _ in range(1 << bits)]
+        shift = 64 - bits
+        for hash_, seq in keys.items():
+            ranges[(hash_ + _UNSIGNED) >> shift][hash_] = seq
+        self._ranges, self._shift = ranges, shift
+        # Written in key order: taken from the end.
+        self._order = [index for index in reversed(range(len(ranges))) if ranges[index]]
