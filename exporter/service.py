@@ -77,7 +77,8 @@ def build_exporter(settings: Settings, *, registry: CollectorRegistry | None = N
                        label_value_limit=settings.label_value_limit)
     lock = threading.Lock()
     engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous,
-                         sqlite_max_bytes=settings.sqlite_max_bytes)
+                         sqlite_max_bytes=settings.sqlite_max_bytes,
+                         sqlite_cache_mib=settings.sqlite_cache_mib)
     ledger = Ledger(engine, make_read_engine(settings.database_url, engine))
     pipeline = IngestPipeline(ledger=ledger, state=state, lock=lock, telemetry=telemetry,
                               checkpoint_seconds=settings.checkpoint_seconds)

@@ -136,3 +136,9 @@ def test_the_read_api_orders_and_finds_by_index(ledger: Ledger, read: Any, index
             plans += [row[-1] for row in driver.execute(
                 "EXPLAIN QUERY PLAN " + statement, parameters).fetchall()]
     assert any(index in step for step in plans), plans
+
+
+def test_the_writers_page_cache_is_the_configured_size(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}", sqlite_cache_mib=8)
+    with engine.connect() as connection:
+        assert connection.execute(text("PRAGMA cache_size")).scalar_one() == -8 * 1024

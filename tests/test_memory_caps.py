@@ -134,20 +134,20 @@ def test_a_command_runner_remembers_a_bounded_number_of_outcomes(monkeypatch):
 
 
 def test_recent_idempotency_keys_are_merged_to_disk_at_the_cap(monkeypatch, tmp_path):
-    monkeypatch.setattr(dedup, "MERGE_MAX", 20)
     engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
     migrate(engine)
     ledger = Ledger(engine)
-    ledger._ids = dedup.IdSet(merge_min=1_000_000)  # only the cap makes it merge
+    ledger._ids = dedup.IdSet(merge_keys=20)
     held = []
     for batch in range(20):
         raws = [{"type": "log.entry", "id": f"e{batch}-{index}", "level": "info",
                  "message": "m"} for index in range(5)]
         events, _ = validate_batch(raws, NOW)
         ledger.write_events([Part(events, NOW)])
-        held.append(len(ledger._ids.recent) + len(ledger._ids.merging))
+        held.append(len(ledger._ids.recent) + ledger._ids.merging_keys())
     ledger.close()
-    assert max(held) <= 20 + 5  # the cap, and the batch written while a merge began
+    # The cap, the merge's keys while it is written, and the batch written meanwhile.
+    assert max(held) <= 2 * 20 + 5
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM event_ids")).scalar() >= 80
 
@@ -215,7 +215,7 @@ def test_the_operations_guide_names_each_cap_with_its_value():
         "MAX_COMBINATIONS": labels.MAX_COMBINATIONS,
         "MAX_RUNTIME_BUDGETS": budget_book.MAX_RUNTIME_BUDGETS,
         "ENDED_MEMORY": state.ENDED_MEMORY, "DELETED_AGENT_MEMORY": state.DELETED_AGENT_MEMORY,
-        "REMEMBERED": runner.REMEMBERED, "MERGE_MAX": dedup.MERGE_MAX}
+        "REMEMBERED": runner.REMEMBERED, "MERGE_KEYS": dedup.MERGE_KEYS}
     defaults = {f"EXPORTER_{name.upper()}": field.default
                 for name, field in Settings.model_fields.items()}
     documented = {name: int(value.replace(",", "")) for name, value in _documented_caps().items()}

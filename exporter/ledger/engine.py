@@ -9,7 +9,7 @@ from sqlalchemy import Engine, create_engine, event
 
 
 def make_engine(url: str, *, sqlite_synchronous: str = "FULL",
-                sqlite_max_bytes: int | None = None) -> Engine:
+                sqlite_max_bytes: int | None = None, sqlite_cache_mib: int = 64) -> Engine:
     """An engine with the pragmas the ledger's durability and speed rely on; with
     `sqlite_max_bytes`, SQLite refuses to grow the file past it (as a full disk would)."""
     if url.startswith("sqlite"):
@@ -18,7 +18,8 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL",
                                connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect",
                      lambda connection, _record: _sqlite_pragmas(connection, sqlite_synchronous,
-                                                                 sqlite_max_bytes))
+                                                                 sqlite_max_bytes,
+                                                                 sqlite_cache_mib))
         # pysqlite's own transaction handling would defer BEGIN; issue it ourselves. IMMEDIATE:
         # a transaction that reads and then writes would otherwise fail with "database is
         # locked" when the other writer (checkpoint or ingest) committed in between.
@@ -59,13 +60,14 @@ def _reader_pragmas(connection: Any) -> None:
     cursor.close()
 
 
-def _sqlite_pragmas(connection: Any, synchronous: str, max_bytes: int | None) -> None:
+def _sqlite_pragmas(connection: Any, synchronous: str, max_bytes: int | None,
+                    cache_mib: int) -> None:
     assert isinstance(connection, sqlite3.Connection)
     connection.isolation_level = None
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA synchronous={synchronous}")
-    cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB keeps the id index in memory
+    cursor.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")  # KiB, when negative
     cursor.execute("PRAGMA busy_timeout=30000")
     # Random idempotency-key hashes dirty index pages all over; checkpointing rarely lets one
     # page absorb many commits before it is copied back (measured: 70k -> 104k rows/s).
