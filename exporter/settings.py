@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     sqlite_max_bytes: int | None = Field(default=None, ge=1024 * 1024)
     # SQLite's page cache of each writing connection, in MiB: memory the process holds once
     # the ledger is larger than it (docs/operations.md, "What memory holds").
-    sqlite_cache_mib: int = Field(default=64, ge=1, le=4096)
+    sqlite_cache_mib: int = Field(default=16, ge=1, le=4096)
     # Raw events and ended agents, tasks and runs older than this leave the ledger (counters and
     # per-day sums stay); 0 keeps everything. With an archive directory, pruned events are first
     # written there as gzip NDJSON per day, and archive files older than archive_days removed.

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, create_engine, event
 
 
 def make_engine(url: str, *, sqlite_synchronous: str = "FULL",
-                sqlite_max_bytes: int | None = None, sqlite_cache_mib: int = 64) -> Engine:
+                sqlite_max_bytes: int | None = None, sqlite_cache_mib: int = 16) -> Engine:
     """An engine with the pragmas the ledger's durability and speed rely on; with
     `sqlite_max_bytes`, SQLite refuses to grow the file past it (as a full disk would)."""
     if url.startswith("sqlite"):
