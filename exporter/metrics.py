@@ -7,7 +7,6 @@ strings of a series are built once. The exporter's own metrics come from its reg
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Final
@@ -16,6 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.budgets import period_bounds
 from exporter.events import AGENT_STATUSES
+from exporter.fairlock import FairLock
 from exporter.labels import CAPPED_LABELS
 from exporter.pricing import NANO_PER_USD
 from exporter.series import CounterFamily, HistogramFamily, label_text
@@ -41,7 +41,7 @@ def _header(lines: list[str], name: str, help_text: str, kind: str) -> None:
 class MetricsRenderer:
     """Renders the state under its lock, then appends the exporter's own registry."""
 
-    def __init__(self, *, state: FleetState, lock: threading.Lock, registry: CollectorRegistry,
+    def __init__(self, *, state: FleetState, lock: FairLock, registry: CollectorRegistry,
                  live_agent_limit: int, clock: Callable[[], float] = time.time) -> None:
         self.state = state
         self.lock = lock

@@ -26,6 +26,7 @@ from typing import Final, TypeVar
 import orjson
 
 from exporter.events import Event, validate_one
+from exporter.fairlock import FairLock
 from exporter.ledger import Ledger
 from exporter.ledger.engine import is_disk_full
 from exporter.ledger.store import Part, PreparedRows, RowGroup
@@ -34,6 +35,9 @@ from exporter.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 ResultT = TypeVar("ResultT")
+# The last seq applied, and the seq of the first of the new events that follow in order; None
+# instead of the events when their seqs are not known (the listener reads them from the ledger).
+Applied = Callable[[int, int, list[Event] | None], None]
 
 # Large enough to amortise a commit (fsync); small enough to keep a scrape's wait short.
 MAX_GROUP_EVENTS: Final = 5_000
@@ -85,12 +89,13 @@ class _Committed:
     batches: list[_Batch]
     fresh: list[bool]
     last_seq: int
+    first_seq: int | None = None  # the new events hold first_seq..last_seq, in order
 
 
 class IngestPipeline:
     """Owns the writer and applier threads; `submit` for batches, `offer` for callbacks."""
 
-    def __init__(self, *, ledger: Ledger, state: FleetState, lock: threading.Lock,
+    def __init__(self, *, ledger: Ledger, state: FleetState, lock: FairLock,
                  telemetry: Telemetry, max_pending_events: int = 200_000,
                  checkpoint_seconds: float = 1.0) -> None:
         self.ledger = ledger
@@ -111,8 +116,8 @@ class IngestPipeline:
         self._applied_seq = 0
         # The last event the ledger's entity and aggregate rows include (see `synced`).
         self._checkpointed_seq = 0
-        # Called with the last seq of every group once it is applied (the live stream).
-        self.on_applied: Callable[[int], None] | None = None
+        # Called after each applied batch (the live stream): see `Applied`.
+        self.on_applied: Applied | None = None
         self._stopping = False
         # One checkpoint at a time: `settled` must not read the ledger while the applier's
         # checkpoint, already taken from the state, is still being written.
@@ -239,10 +244,11 @@ class IngestPipeline:
 
     def _write(self, batches: list[_Batch]) -> None:
         self._commit_group(batches, time.perf_counter())
+        self.ledger.gate.let_waiting_in()  # a checkpoint waiting goes before the next group
 
     def _commit_group(self, batches: list[_Batch], started: float) -> None:
         try:
-            fresh, last_seq = self.ledger.write_events([
+            written = self.ledger.write_events([
                 Part(batch.events, batch.received, batch.rows) for batch in batches])
         except Exception as error:  # any database failure: refuse, keep serving
             log.exception("ledger write failed; %d events refused",
@@ -256,7 +262,7 @@ class IngestPipeline:
         self.write_failure = None
         self.write_failure_full = False
         self.telemetry.commit_duration.observe(time.perf_counter() - started)
-        self._committed_groups.put(_Committed(batches, fresh, last_seq))
+        self._committed_groups.put(_Committed(batches, *written))
 
     def _refuse(self, batches: list[_Batch], error: Exception) -> None:
         for batch in batches:
@@ -292,26 +298,53 @@ class IngestPipeline:
                 last_checkpoint, since_checkpoint = time.monotonic(), 0
 
     def _apply(self, group: _Committed) -> None:
-        state = self.state
+        """Each batch under the lock on its own, answered and announced at once: a scrape or a
+        read waits for one batch, not for a group of up to MAX_GROUP_EVENTS. That needs each
+        batch's last seq; when the ledger cannot say (`first_seq` None), the whole group is
+        applied first and answered after."""
+        if group.first_seq is None:
+            self._apply_whole(group)
+            return
+        seq = group.first_seq - 1
+        for batch, fresh in self._per_batch(group):
+            with self.lock:
+                new = self._apply_batch(batch, fresh)
+                first, seq = seq + 1, seq + len(new)
+                self._applied_seq = max(self._applied_seq, seq)
+                # Before the answer: whoever was answered finds its events in `_applied_seq`.
+                self._answer_batch(batch, len(new))
+            self._notify_applied(first, new)
+            self.lock.let_waiting_in()
+
+    def _apply_whole(self, group: _Committed) -> None:
         with self.lock:
             for batch, fresh in self._per_batch(group):
-                if all(fresh):
-                    state.apply_all(batch.events)
-                else:
-                    for event, is_new in zip(batch.events, fresh, strict=True):
-                        if is_new:
-                            state.apply(event)
-                        else:
-                            state.count_duplicate(event.type)
-                # Answered at once, not after the group: a scrape waits for the lock anyway.
-                self._answer_batch(batch, sum(fresh))
+                self._apply_batch(batch, fresh)
             self._applied_seq = max(self._applied_seq, group.last_seq)
-        self._notify_applied()
+            for batch, fresh in self._per_batch(group):
+                self._answer_batch(batch, sum(fresh))
+        self._notify_applied(0, None)
 
-    def _notify_applied(self) -> None:
+    def _apply_batch(self, batch: _Batch, fresh: list[bool]) -> list[Event]:
+        """Called under the lock: the batch's new events counted, its duplicates noted; the new
+        events."""
+        state = self.state
+        if all(fresh):
+            state.apply_all(batch.events)
+            return batch.events
+        new: list[Event] = []
+        for event, is_new in zip(batch.events, fresh, strict=True):
+            if is_new:
+                state.apply(event)
+                new.append(event)
+            else:
+                state.count_duplicate(event.type)
+        return new
+
+    def _notify_applied(self, first_seq: int, events: list[Event] | None) -> None:
         if self.on_applied is not None:
             try:
-                self.on_applied(self._applied_seq)
+                self.on_applied(self._applied_seq, first_seq, events)
             except Exception:  # a subscriber's trouble never stops the applier
                 log.exception("the applied-events listener failed")
 
@@ -321,10 +354,6 @@ class IngestPipeline:
         for batch in group.batches:
             yield batch, group.fresh[offset:offset + len(batch.events)]
             offset += len(batch.events)
-
-    def _answer(self, group: _Committed) -> None:
-        for batch, fresh in self._per_batch(group):
-            self._answer_batch(batch, sum(fresh))
 
     def _answer_batch(self, batch: _Batch, accepted: int) -> None:
         count = len(batch.events)
@@ -374,8 +403,8 @@ class IngestPipeline:
         """Return once the ledger's entity and aggregate rows hold every event acknowledged
         before the call: what the read API reads, so an acknowledged event is visible at once.
         Readers arriving together share one checkpoint; with nothing new, nothing is written."""
-        with self.lock:
-            target = self._applied_seq
+        # No lock: every answered batch is in `_applied_seq` before its answer (see `_apply`).
+        target = self._applied_seq
         if self._checkpointed_seq >= target:
             return
         with self._checkpointing:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 
@@ -14,6 +13,7 @@ from exporter.control.audit import AuditTrail
 from exporter.control.budget_book import BudgetBook
 from exporter.control.enforcer import BudgetEnforcer
 from exporter.control.queue import CommandQueue
+from exporter.fairlock import FairLock
 from exporter.ledger import Ledger, make_engine, make_read_engine, migrate
 from exporter.metrics import MetricsRenderer
 from exporter.pipeline import IngestPipeline
@@ -39,7 +39,7 @@ class Exporter:
     telemetry: Telemetry
     commands: CommandQueue
     audit: AuditTrail
-    lock: threading.Lock
+    lock: FairLock
     enforcer: BudgetEnforcer
     budgets: BudgetBook
     retention: RetentionThread | None = None
@@ -75,7 +75,7 @@ def build_exporter(settings: Settings, *, registry: CollectorRegistry | None = N
     telemetry = Telemetry(registry)
     state = FleetState(prices=load_price_table(config.pricing), budgets=config.budgets,
                        label_value_limit=settings.label_value_limit)
-    lock = threading.Lock()
+    lock = FairLock()
     engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous,
                          sqlite_max_bytes=settings.sqlite_max_bytes,
                          sqlite_cache_mib=settings.sqlite_cache_mib)

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, inspect, text
 from exporter.events import Event, id_hash, validate_batch
 from exporter.ledger import Ledger, make_engine, migrate
 from exporter.ledger.dedup import IdSet
-from exporter.ledger.store import Part, event_rows
+from exporter.ledger.store import Part, Written, event_rows
 
 
 def _events(ids: list[str]) -> list[Event]:
@@ -27,8 +27,16 @@ def _events(ids: list[str]) -> list[Event]:
 
 
 def _insert(ledger: Ledger, ids: list[str]) -> list[bool]:
-    fresh, last_seq = ledger.write_events([Part(_events(ids), time.time())])
+    events = _events(ids)
+    fresh, last_seq, first_seq = ledger.write_events([Part(events, time.time())])
     assert last_seq == _stored_seq(ledger.engine)
+    if first_seq is not None:  # the new events hold first_seq..last_seq, in their order
+        new = [event.id for event, is_new in zip(events, fresh, strict=True) if is_new]
+        with ledger.engine.connect() as connection:
+            stored = connection.execute(text(
+                "SELECT event_id FROM events WHERE seq BETWEEN :a AND :b ORDER BY seq"),
+                {"a": first_seq, "b": last_seq}).scalars().all()
+        assert list(stored) == new
     return fresh
 
 
@@ -123,7 +131,7 @@ def test_new_ids_take_one_statement_and_known_ones_the_general_path(
     general = ledger.insert_events
     calls: list[int] = []
 
-    def counted(*args: object, **kwargs: object) -> tuple[list[bool], int]:
+    def counted(*args: object, **kwargs: object) -> Written:
         calls.append(1)
         return general(*args, **kwargs)  # type: ignore[arg-type]
 
@@ -155,7 +163,7 @@ def test_batches_prepared_apart_are_stored_as_one_group_in_order(engine: Engine)
     ledger = _ledger(engine, merge_keys=1_000)
     first, second, third = (_events([f"{name}{i}" for i in range(size)])
                             for name, size in (("p", 3), ("q", 0), ("r", 2)))
-    fresh, last_seq = ledger.write_events([
+    fresh, last_seq, _ = ledger.write_events([
         Part(first, 100.0, event_rows(first, 100.0)),
         Part(second, 150.0, event_rows(second, 150.0)),
         Part(third, 200.0)])

@@ -28,6 +28,7 @@ from exporter.otlp import claude_code, cumulative
 from exporter.otlp.claude_code import ClaudeCodeReceiver, Defaults, Translation
 from exporter.otlp.cumulative import CumulativeCounters, Point, Reservation
 from exporter.pricing import PriceTable
+from exporter.reads import stream
 from exporter.service import build_exporter
 from exporter.settings import Settings
 
@@ -215,7 +216,8 @@ def test_the_operations_guide_names_each_cap_with_its_value():
         "MAX_COMBINATIONS": labels.MAX_COMBINATIONS,
         "MAX_RUNTIME_BUDGETS": budget_book.MAX_RUNTIME_BUDGETS,
         "ENDED_MEMORY": state.ENDED_MEMORY, "DELETED_AGENT_MEMORY": state.DELETED_AGENT_MEMORY,
-        "REMEMBERED": runner.REMEMBERED, "MERGE_KEYS": dedup.MERGE_KEYS}
+        "REMEMBERED": runner.REMEMBERED, "MERGE_KEYS": dedup.MERGE_KEYS,
+        "PENDING_EVENTS": stream.PENDING_EVENTS}
     defaults = {f"EXPORTER_{name.upper()}": field.default
                 for name, field in Settings.model_fields.items()}
     documented = {name: int(value.replace(",", "")) for name, value in _documented_caps().items()}

@@ -10,13 +10,13 @@ the alert's fingerprint and start, so Alertmanager's repeats of one alert make o
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from exporter.config import AlertAction, AlertActions, Budget
 from exporter.control.commands import TARGETS, CommandError, CommandRequest
+from exporter.fairlock import FairLock
 from exporter.state import FleetState
 
 MAX_ALERTS: Final = 1_000
@@ -34,7 +34,7 @@ class Planned:
 
 
 def plan(payload: object, actions: AlertActions, *, budgets: tuple[Budget, ...],
-         state: FleetState, lock: threading.Lock) -> list[Planned]:
+         state: FleetState, lock: FairLock) -> list[Planned]:
     """The commands the firing alerts of a webhook payload call for (resolved ones: none)."""
     alerts = payload.get("alerts") if isinstance(payload, Mapping) else None
     if not isinstance(alerts, list) or len(alerts) > MAX_ALERTS:
@@ -63,7 +63,7 @@ def plan(payload: object, actions: AlertActions, *, budgets: tuple[Budget, ...],
 
 
 def _planned(action: AlertAction, kind: str, alert: Mapping[str, Any], labels: dict[str, str],
-             budgets: tuple[Budget, ...], state: FleetState, lock: threading.Lock) -> Planned:
+             budgets: tuple[Budget, ...], state: FleetState, lock: FairLock) -> Planned:
     target = _target(action.command, labels, budgets, state, lock)
     if target is None:
         return Planned(action.alert, labels, None, f"its labels name no target for {kind}")
@@ -77,7 +77,7 @@ def _planned(action: AlertAction, kind: str, alert: Mapping[str, Any], labels: d
 
 
 def _target(command: str, labels: dict[str, str], budgets: tuple[Budget, ...],
-            state: FleetState, lock: threading.Lock) -> dict[str, str] | None:
+            state: FleetState, lock: FairLock) -> dict[str, str] | None:
     source = {"source": labels["source"]} if "source" in labels else {}
     if command == "task.cancel":
         task_id = labels.get("task_id") or _task_of_agent(labels, state, lock)
@@ -94,7 +94,7 @@ def _target(command: str, labels: dict[str, str], budgets: tuple[Budget, ...],
 
 
 def _task_of_agent(labels: dict[str, str], state: FleetState,
-                   lock: threading.Lock) -> str | None:
+                   lock: FairLock) -> str | None:
     if "agent_id" not in labels:
         return None
     with lock:

@@ -24,6 +24,7 @@ from exporter.config import Budget
 from exporter.control.audit import Actor, AuditTrail
 from exporter.control.commands import DEFAULT_TTL_SECONDS, Command, CommandRequest
 from exporter.control.queue import CommandQueue
+from exporter.fairlock import FairLock
 from exporter.pricing import NANO_PER_USD
 from exporter.state import FleetState
 
@@ -38,7 +39,7 @@ def exceeded(budget: Budget, state: FleetState, now: float) -> bool:
     return state.budgets.spent_nano(budget, now) >= round(budget.limit_usd * NANO_PER_USD)
 
 
-def blocking(budgets: tuple[Budget, ...], state: FleetState, lock: threading.Lock,
+def blocking(budgets: tuple[Budget, ...], state: FleetState, lock: FairLock,
              dimensions: dict[str, str], now: float) -> list[str]:
     """The acting budgets spent whose scope these dimensions fall in (every scope key given
     and equal): what admission answers."""
@@ -51,7 +52,7 @@ def blocking(budgets: tuple[Budget, ...], state: FleetState, lock: threading.Loc
 class BudgetEnforcer:
     """Checks the acting budgets every `CHECK_SECONDS` and queues their commands."""
 
-    def __init__(self, *, state: FleetState, lock: threading.Lock, queue: CommandQueue,
+    def __init__(self, *, state: FleetState, lock: FairLock, queue: CommandQueue,
                  audit: AuditTrail, clock: Callable[[], float] = time.time) -> None:
         self.state = state
         self.lock = lock

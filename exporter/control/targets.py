@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
+from exporter.fairlock import FairLock
 from exporter.state import FleetState
 
 
@@ -17,7 +17,7 @@ class TargetProblem:
 
 
 def check_target(kind: str, target: dict[str, str], state: FleetState,
-                 lock: threading.Lock) -> TargetProblem | None:
+                 lock: FairLock) -> TargetProblem | None:
     source = target.get("source", "default")
     with lock:
         if kind == "task.cancel":

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import operator
 import sqlite3
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, NamedTuple, TypeVar
 
 import orjson
 from sqlalchemy import Connection, Engine, Table, func, select, text, update
@@ -24,6 +23,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from exporter.budgets import window_start_day
 from exporter.config import Budget
 from exporter.events import Event
+from exporter.fairlock import FairLock
 from exporter.ledger import bulk, schema
 from exporter.ledger.dedup import MERGED, IdSet
 from exporter.rows import EVENT_COLUMNS, event_keys, event_row
@@ -61,6 +61,20 @@ class Part:
     rows: PreparedRows | None = None
 
 
+class Written(NamedTuple):
+    """What a write stored: per event whether it was new, the last seq, and the seq of the first
+    new event when the new events hold `first_seq`..`last_seq` in their order (else None: a
+    sequence with gaps, or a hash collision stored out of order; the ledger then tells)."""
+
+    fresh: list[bool]
+    last_seq: int
+    first_seq: int | None
+
+
+def _in_order(fresh: list[bool], last_seq: int) -> Written:
+    return Written(fresh, last_seq, last_seq - sum(fresh) + 1)
+
+
 @dataclass(frozen=True, slots=True)
 class RowGroup:
     """Rows of one table, in its columns' order, and what a row whose `keys` exist does:
@@ -82,8 +96,9 @@ class Ledger:
         self.reader = reader if reader is not None else engine
         # The ingest writer and the checkpoint, the process's two busy writers, take turns on
         # this lock rather than on SQLite's: a writer waiting for SQLite's lock polls it with
-        # sleeps of up to 100 ms, one waiting here wakes as soon as the other commits.
-        self.gate = threading.Lock()
+        # sleeps of up to 100 ms, one waiting here wakes as soon as the other commits (and the
+        # ingest writer, which commits back to back, lets it in: `FairLock.let_waiting_in`).
+        self.gate = FairLock()
         self.dialect = engine.dialect.name
         self.bulk = self.dialect == "sqlite"
         # SQLite: the writer's view of the stored ids (see ledger/dedup.py).
@@ -134,28 +149,28 @@ class Ledger:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def write_events(self, parts: Sequence[Part]) -> tuple[list[bool], int]:
+    def write_events(self, parts: Sequence[Part]) -> Written:
         """Store the events whose id is new and count the others as duplicates, in one
         transaction; per event (of all parts, in order) whether it was new, and the last seq."""
         with self.gate:
             return self._write_events(parts)
 
-    def _write_events(self, parts: Sequence[Part]) -> tuple[list[bool], int]:
+    def _write_events(self, parts: Sequence[Part]) -> Written:
         events = [event for part in parts for event in part.events]
         if self.bulk:
             appended = self._append(parts, events)
             if appended is not None:
                 return appended
         with self.writing() as connection:
-            fresh, last_seq = self.insert_events(connection, events, parts[0].received)
-            duplicates = Counter(event.type for event, is_new in zip(events, fresh, strict=True)
-                                 if not is_new)
+            written = self.insert_events(connection, events, parts[0].received)
+            duplicates = Counter(event.type for event, is_new
+                                 in zip(events, written.fresh, strict=True) if not is_new)
             if duplicates:
                 self.add_duplicates(connection, duplicates)
-        self._last = last_seq if self.bulk else None
-        return fresh, last_seq
+        self._last = written.last_seq if self.bulk else None
+        return written
 
-    def _append(self, parts: Sequence[Part], events: list[Event]) -> tuple[list[bool], int] | None:
+    def _append(self, parts: Sequence[Part], events: list[Event]) -> Written | None:
         """SQLite's common case, no id seen before, as one statement that is its own transaction.
 
         Every SQLite call releases the GIL, and taking it back waits for the applier or the
@@ -186,7 +201,7 @@ class Ledger:
         self._ids.stage(hashes, before + 1)
         self._ids.commit()
         self._ids.merge_if_due(connection)
-        return [True] * len(events), self._last
+        return _in_order([True] * len(events), self._last)
 
     @contextmanager
     def writing(self) -> Iterator[Connection]:
@@ -222,7 +237,7 @@ class Ledger:
         return self._writer
 
     def insert_events(self, connection: Connection, events: Sequence[Event],
-                      received: float) -> tuple[list[bool], int]:
+                      received: float) -> Written:
         """Store the events whose id is new; per event whether it was new, and the last seq."""
         hashes = event_keys(events)
         before = _last_seq(connection)
@@ -231,13 +246,14 @@ class Ledger:
         result = connection.exec_driver_sql(self._insert_events, [
             event_row(event, received) for event in events])
         if self._exact_rowcount and result.rowcount == len(events):
-            return [True] * len(events), before + len(events)
+            return _in_order([True] * len(events), before + len(events))
         fresh = self._resolve_duplicates(connection, events, hashes, before, received)
-        return fresh, _last_seq(connection)
+        # PostgreSQL's sequence advanced for the refused rows too: the new ones have gaps.
+        return Written(fresh, _last_seq(connection), None)
 
     def _insert_new(self, connection: Connection, events: Sequence[Event],
                     hashes: list[int | None], before: int,
-                    received: float) -> tuple[list[bool], int]:
+                    received: float) -> Written:
         """SQLite: decide which events are new from the writer's key set, store only those."""
         known = self._ids.known(connection, [hash_ for hash_ in hashes if hash_ is not None])
         stored_ids = self._event_ids(connection, set(known.values())) if known else {}
@@ -264,7 +280,9 @@ class Ledger:
                         before + 1)
         for index in collisions:
             fresh[index] = self._store_collision(connection, events[index], received)
-        return fresh, _last_seq(connection) if collisions else before + len(new)
+        if collisions:  # stored after the others, out of the events' order
+            return Written(fresh, _last_seq(connection), None)
+        return _in_order(fresh, before + len(new))
 
     @staticmethod
     def _event_ids(connection: Connection, seqs: set[int]) -> dict[int, str | None]:

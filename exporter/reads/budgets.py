@@ -7,11 +7,11 @@ time floored at one hour); `state` follows the alerts: exceeded at 100 %, warnin
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Final
 
 from exporter.budgets import BudgetTracker, period_bounds
 from exporter.config import Budget
+from exporter.fairlock import FairLock
 from exporter.pricing import NANO_PER_USD
 
 WARNING_SHARE: Final = 0.8  # OrchestratorBudgetNearlySpent
@@ -24,7 +24,7 @@ def budget_state(spent: float, limit: float) -> str:
     return "warning" if spent >= WARNING_SHARE * limit else "ok"
 
 
-def budget_report(budget: Budget, tracker: BudgetTracker, lock: threading.Lock, *,
+def budget_report(budget: Budget, tracker: BudgetTracker, lock: FairLock, *,
                   from_config: bool, now: float) -> dict[str, Any]:
     start, end = period_bounds(budget.period, now)
     with lock:

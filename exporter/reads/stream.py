@@ -1,7 +1,9 @@
 """The live stream: every accepted event, in ledger order, to each subscriber.
 
-One hub reads the ledger after each applied group (`notify`, from the applier thread) and hands
+The applier hands the hub each batch it applied (`notify`, from its thread), and the hub hands
 the new events to every subscriber's buffer; the transports (SSE, WebSocket) drain the buffers.
+Events the applier could not hand over (their seqs unknown, or too many waiting) are read from
+the ledger instead.
 A subscriber that asks to start from an earlier event catches up out of the ledger first: it is
 registered before it reads, so the hub's events follow the ledger's without a gap or a repeat.
 A subscriber whose buffer fills (it reads slower than events arrive) is cut off with the last
@@ -12,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import orjson
 
@@ -25,6 +28,8 @@ log = logging.getLogger(__name__)
 
 FETCH_CHUNK: Final = 2_000
 FAN_OUT_SECONDS: Final = 0.01
+# Events handed over by the applier and not yet fanned out; past this, the ledger has them.
+PENDING_EVENTS: Final = 20_000
 # Spellings of the fields a subscriber may filter on, as stored events may carry them.
 FILTER_SPELLINGS: Final[dict[str, tuple[str, ...]]] = {
     "agent_id": ("agent_id", "agentId"),
@@ -33,6 +38,12 @@ FILTER_SPELLINGS: Final[dict[str, tuple[str, ...]]] = {
 }
 
 Fetch = Callable[[int, int], Sequence[tuple[int, float, bytes]]]
+
+
+class Stored(Protocol):
+    """An applied event: its bytes as the ledger stores them."""
+
+    payload: bytes
 
 
 class StreamEvent:
@@ -177,17 +188,64 @@ class EventHub:
         self._wanted = 0  # the last event the applier has applied
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Chunks the applier handed over, in seq order (not always contiguous: see `notify`).
+        self._pending: deque[Chunk] = deque()
+        self._pending_events = 0
+        self._pending_lock = threading.Lock()
 
     def start(self, position: int) -> None:
         self.position = self._wanted = position
         self._loop = asyncio.get_running_loop()
 
-    def notify(self, applied_seq: int) -> None:
-        """From the applier's thread: events up to `applied_seq` may be handed out."""
+    def notify(self, applied_seq: int, first_seq: int = 0,
+               events: Sequence[Stored] | None = None) -> None:
+        """From the applier's thread: events up to `applied_seq` may be handed out; `events`,
+        when given, are the new ones from `first_seq` on, so that they need no reading back."""
         loop = self._loop
-        if loop is not None and applied_seq > self._wanted:
-            self._wanted = applied_seq
+        if loop is None or applied_seq <= self._wanted:
+            return
+        if events and self.subscribers:
+            self._hand_over(first_seq, events)
+        self._wanted = applied_seq
+        if not self._wake.is_set():  # set and not yet cleared: the hub reads `_wanted` after
             loop.call_soon_threadsafe(self._wake.set)
+
+    def _hand_over(self, first_seq: int, events: Sequence[Stored]) -> None:
+        with self._pending_lock:
+            if self._pending_events + len(events) > PENDING_EVENTS:
+                return  # the hub is behind: it reads these from the ledger
+            self._pending_events += len(events)
+        # No larger than a subscriber's buffer, as the ledger's chunks (see `run`).
+        size = self.buffer_events
+        for start in range(0, len(events), size):
+            self._pending.append(Chunk([StreamEvent(first_seq + start + offset, event.payload)
+                                        for offset, event
+                                        in enumerate(events[start:start + size])]))
+
+    def _next_pending(self) -> Chunk | None:
+        """The handed-over chunk that continues from `position`; None when there is a gap before
+        the first one (or none is left): the ledger fills it."""
+        while self._pending:
+            chunk = self._pending.popleft()
+            with self._pending_lock:
+                self._pending_events -= len(chunk.events)
+            rest = chunk.after(self.position)
+            if not rest.events:
+                continue
+            if rest.events[0].seq == self.position + 1:
+                return rest
+            self._pending.appendleft(rest)
+            with self._pending_lock:
+                self._pending_events += len(rest.events)
+            return None
+        return None
+
+    async def _fetch(self) -> Chunk | None:
+        # Chunks no larger than a subscriber's buffer: one that keeps up always takes a whole
+        # chunk, one that does not is cut off at the next.
+        rows = await asyncio.to_thread(self.fetch, self.position,
+                                       min(FETCH_CHUNK, self.buffer_events))
+        return Chunk.of(rows) if rows else None
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -201,23 +259,26 @@ class EventHub:
             while self.position < self._wanted:
                 if not self.subscribers:  # nobody listens: skip ahead without reading
                     self.position = self._wanted
+                    self._drop_pending()
                     break
                 try:
-                    # Chunks no larger than a subscriber's buffer: one that keeps up always
-                    # takes a whole chunk, one that does not is cut off at the next.
-                    rows = await asyncio.to_thread(self.fetch, self.position,
-                                                   min(FETCH_CHUNK, self.buffer_events))
+                    chunk = self._next_pending() or await self._fetch()
                 except Exception:
                     log.exception("the stream could not read the ledger; retrying")
                     await asyncio.sleep(1.0)
                     continue
-                if not rows:
+                if chunk is None:
                     break
-                chunk = Chunk.of(rows)
                 self.position = chunk.last_seq
                 for subscriber in list(self.subscribers):
                     subscriber.offer(chunk)
             handed_out = loop.time()
+
+    def _drop_pending(self) -> None:
+        while self._pending:
+            chunk = self._pending.popleft()
+            with self._pending_lock:
+                self._pending_events -= len(chunk.events)
 
     def close(self) -> None:
         """End every subscriber's stream (the server is shutting down; clients resume)."""
