@@ -7,7 +7,10 @@
    retention pass run at the simulated clock after each slice; the ledger's size per slice;
 3. pruning: a ledger holding a day of `prune_events` events older than the retention; ingest
    rounds at full speed on copies of it, with the exporter's own retention thread pruning and
-   without, interleaved; /metrics scraped every `scrape_interval` seconds throughout.
+   without, interleaved; /metrics scraped every `scrape_interval` seconds throughout. Then one
+   round each way with ingest paced at half the full speed measured without pruning, scraped
+   the same way: at full speed the event loop that answers a scrape is saturated by ingest, so
+   a scrape's time there is mostly its wait in line, whatever pruning does.
 
 With `memory_debug`, first the same history fed to an exporter in this process, the size of
 every set it holds and tracemalloc's top growth per sample (bench.live_sets).
@@ -32,6 +35,7 @@ from bench.environment import ForeignLoad, describe, load_average, wait_for_quie
 from bench.feeder import FedExporter, ledger_files
 from bench.live_sets import live_sets, sqlite_caches, top_growth
 from bench.loadgen import LoadRun
+from bench.pacer import PacedIngest
 from bench.phases import _phase, _progress, _seed
 from bench.scrape import PeriodicScraper, percentiles
 from bench.server import ExporterServer, http_client
@@ -44,6 +48,7 @@ DAY_FILL = 0.99
 # The exporter's retention pass in the pruning rounds: every second, so it starts while the
 # load generator builds its bodies and runs again as soon as a pass ends.
 PRUNE_INTERVAL_SECONDS = 1.0
+PACED_MIN_SECONDS = 2.0  # the paced rounds' least length (a tiny run's full-speed round is less)
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +310,55 @@ def _pruning_round(options: Options, filled: Path, workdir: Path, *,
             "pruning_throughout": 1 < oldest_at_go <= oldest_at_end <= old if pruning else False}
 
 
+def _paced_pruning_round(options: Options, filled: Path, workdir: Path, *, pruning: bool,
+                         rate: float, seconds: float) -> dict[str, Any]:
+    """`seconds` of ingest paced at `rate` on a fresh copy of the filled ledger, scraped."""
+    workdir.mkdir()
+    for path in ledger_files(filled / "ledger.db"):
+        shutil.copy2(path, workdir / path.name)
+    server = ExporterServer(workdir, token=secrets.token_urlsafe(16),
+                            synchronous=options.synchronous)
+    server.environment["EXPORTER_RETENTION_DAYS"] = str(options.retention_days if pruning else 0)
+    server.environment["EXPORTER_RETENTION_INTERVAL_SECONDS"] = str(PRUNE_INTERVAL_SECONDS)
+    pacer: PacedIngest | None = None
+    try:
+        server.start()
+        pacer = PacedIngest(url=server.url, token=server.token, rate=rate,
+                            batch_size=options.batch_size, connections=options.connections,
+                            seed=_seed())
+        pacer.build(seconds + 5)
+        oldest_at_go = _oldest_seq(server.database)
+        scraper = PeriodicScraper(server.url, interval=options.scrape_interval)
+        scraper.start()
+        pacer.go()
+        time.sleep(seconds)
+        segment = pacer.stop()
+        durations = scraper.stop()
+        oldest_at_end = _oldest_seq(server.database)
+    finally:
+        if pacer is not None:
+            pacer.close()
+        server.stop()
+        shutil.rmtree(workdir)
+    old = options.prune_events
+    return {"ingest": segment, "scrapes": len(durations),
+            **{f"scrape_{key}": value for key, value in percentiles(durations).items()},
+            "pruned_at_go": min(old, oldest_at_go - 1),
+            "pruned_at_end": min(old, oldest_at_end - 1),
+            "pruning_throughout": 1 < oldest_at_go <= oldest_at_end <= old if pruning else False}
+
+
+def _paced_pruning(options: Options, directory: Path, rate: float,
+                   seconds: float) -> dict[str, Any]:
+    paced = {}
+    for pruning in (False, True):
+        _progress(f"pruning, paced ingest at {rate:,.0f}/s, {'' if pruning else 'not '}pruning")
+        paced["with" if pruning else "without"] = _paced_pruning_round(
+            options, directory / "filled", directory / f"paced-{pruning}", pruning=pruning,
+            rate=rate, seconds=seconds)
+    return {"rate": rate, "seconds": seconds, **paced}
+
+
 def _pruning_phase(options: Options, directory: Path) -> dict[str, Any]:
     _progress(f"pruning: filling a day of {options.prune_events:,} old events")
     filled = _fill_old_day(options, directory / "filled")
@@ -319,7 +373,10 @@ def _pruning_phase(options: Options, directory: Path) -> dict[str, Any]:
                 pruning=pruning))
     with_rate = statistics.median(run["events_per_second"] for run in rounds[True])
     without_rate = statistics.median(run["events_per_second"] for run in rounds[False])
-    return {"filled": filled, "with": rounds[True], "without": rounds[False],
+    # As long as a full-speed round took, pruning included: at half speed, half of it pruned.
+    seconds = max(PACED_MIN_SECONDS, statistics.median(run["seconds"] for run in rounds[True]))
+    paced = _paced_pruning(options, directory, without_rate / 2, seconds)
+    return {"filled": filled, "with": rounds[True], "without": rounds[False], "paced": paced,
             "scrape_interval": options.scrape_interval,
             "events_per_second": with_rate, "without_events_per_second": without_rate,
             "drop_percent": (without_rate - with_rate) / without_rate * 100,

@@ -91,7 +91,27 @@ def _pruning_rows(pruning: dict[str, Any]) -> list[tuple[str, ...]]:
          f"{scrape_max / pruning['without_scrape_max_ms']:.2f}x max",
          f"max ≤ {SCRAPE_MAX_MS:.0f} ms {verdict(scrape_max <= SCRAPE_MAX_MS)}",
          load_cell(pruning)),
+        *_paced_rows(pruning),
     ]
+
+
+def _paced_rows(pruning: dict[str, Any]) -> list[tuple[str, ...]]:
+    paced = pruning.get("paced")
+    if paced is None:
+        return []
+    with_, without = paced["with"], paced["without"]
+    scrape_max = with_["scrape_max_ms"]
+    throughout = "" if with_["pruning_throughout"] else ", pruning NOT throughout"
+    return [(f"  GET /metrics every {pruning['scrape_interval']:g} s, ingest paced at half "
+             f"({paced['rate']:,.0f}/s held {with_['ingest']['events_per_second']:,.0f}) for "
+             f"{paced['seconds']:.0f} s while pruning{throughout} ({with_['scrapes']} scrapes): "
+             "p50 / max",
+             f"{with_['scrape_p50_ms']:.1f} / {scrape_max:.1f} ms",
+             f"not pruning: p50 {without['scrape_p50_ms']:.1f}, max "
+             f"{without['scrape_max_ms']:.1f} ms",
+             f"{scrape_max / without['scrape_max_ms']:.2f}x max",
+             f"max ≤ {SCRAPE_MAX_MS:.0f} ms {verdict(scrape_max <= SCRAPE_MAX_MS)}",
+             "—")]
 
 
 def rows(results: dict[str, Any]) -> list[tuple[str, ...]]:

@@ -160,6 +160,11 @@ def test_operations_bench_reports_memory_ledger_size_and_pruning(tmp_path: Path)
     assert math.isfinite(history["growth_percent"]) and math.isfinite(pruning["drop_percent"])
     assert math.isfinite(retention["growth_last_half_percent"])
     assert pruning["with"][0]["pruned_at_end"] > 0 and pruning["without"][0]["pruned_at_end"] == 0
+    paced = pruning["paced"]
+    for run in (paced["with"], paced["without"]):  # half speed, scraped throughout
+        assert run["ingest"]["events"] > 0 and run["ingest"]["failures"] == 0
+        assert run["scrapes"] > 0 and _positive(run["scrape_max_ms"])
+    assert paced["with"]["pruned_at_end"] > 0 and paced["without"]["pruned_at_end"] == 0
     debug = results["memory_debug"]["samples"]
     assert len(debug) == 2 and debug[-1]["sets"]["ended tasks remembered"] == 40
     assert debug[-1]["sqlite_cache_bytes"]["writer"] > 0 and debug[-1]["rss_bytes"] > 0
