@@ -269,9 +269,10 @@ def _oldest_seq(database: Path) -> int:
         connection.close()
 
 
-def _pruning_round(options: Options, filled: Path, workdir: Path, *,
-                   pruning: bool) -> dict[str, Any]:
-    """One ingest run at full speed on a fresh copy of the filled ledger."""
+def _round_server(options: Options, filled: Path, workdir: Path, *,
+                  pruning: bool) -> ExporterServer:
+    """An exporter (not started) on a fresh copy of the filled ledger, its retention thread
+    pruning from a second after start, or off."""
     workdir.mkdir()
     for path in ledger_files(filled / "ledger.db"):
         shutil.copy2(path, workdir / path.name)
@@ -279,6 +280,13 @@ def _pruning_round(options: Options, filled: Path, workdir: Path, *,
                             synchronous=options.synchronous)
     server.environment["EXPORTER_RETENTION_DAYS"] = str(options.retention_days if pruning else 0)
     server.environment["EXPORTER_RETENTION_INTERVAL_SECONDS"] = str(PRUNE_INTERVAL_SECONDS)
+    return server
+
+
+def _pruning_round(options: Options, filled: Path, workdir: Path, *,
+                   pruning: bool) -> dict[str, Any]:
+    """One ingest run at full speed on a fresh copy of the filled ledger."""
+    server = _round_server(options, filled, workdir, pruning=pruning)
     try:
         server.start()
         run = _load_run(server, options, options.prune_ingest_events)
@@ -313,13 +321,7 @@ def _pruning_round(options: Options, filled: Path, workdir: Path, *,
 def _paced_pruning_round(options: Options, filled: Path, workdir: Path, *, pruning: bool,
                          rate: float, seconds: float) -> dict[str, Any]:
     """`seconds` of ingest paced at `rate` on a fresh copy of the filled ledger, scraped."""
-    workdir.mkdir()
-    for path in ledger_files(filled / "ledger.db"):
-        shutil.copy2(path, workdir / path.name)
-    server = ExporterServer(workdir, token=secrets.token_urlsafe(16),
-                            synchronous=options.synchronous)
-    server.environment["EXPORTER_RETENTION_DAYS"] = str(options.retention_days if pruning else 0)
-    server.environment["EXPORTER_RETENTION_INTERVAL_SECONDS"] = str(PRUNE_INTERVAL_SECONDS)
+    server = _round_server(options, filled, workdir, pruning=pruning)
     pacer: PacedIngest | None = None
     try:
         server.start()

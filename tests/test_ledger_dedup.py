@@ -11,23 +11,16 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, inspect, text
+from support.events import log_events
 
-from exporter.events import Event, id_hash, validate_batch
+from exporter.events import id_hash
 from exporter.ledger import Ledger, make_engine, migrate
 from exporter.ledger.dedup import IdSet
 from exporter.ledger.store import Part, Written, event_rows
 
 
-def _events(ids: list[str]) -> list[Event]:
-    raws = [{"type": "log.entry", "id": event_id, "level": "info", "message": event_id}
-            for event_id in ids]
-    events, problems = validate_batch(raws, time.time())
-    assert problems == []
-    return events
-
-
 def _insert(ledger: Ledger, ids: list[str]) -> list[bool]:
-    events = _events(ids)
+    events = log_events(ids)
     fresh, last_seq, first_seq = ledger.write_events([Part(events, time.time())])
     assert last_seq == _stored_seq(ledger.engine)
     if first_seq is not None:  # the new events hold first_seq..last_seq, in their order
@@ -161,7 +154,7 @@ def test_new_ids_take_one_statement_and_known_ones_the_general_path(
 def test_batches_prepared_apart_are_stored_as_one_group_in_order(engine: Engine):
     """A parse worker prepares each batch's rows; the writer joins those of a group."""
     ledger = _ledger(engine, merge_keys=1_000)
-    first, second, third = (_events([f"{name}{i}" for i in range(size)])
+    first, second, third = (log_events([f"{name}{i}" for i in range(size)])
                             for name, size in (("p", 3), ("q", 0), ("r", 2)))
     fresh, last_seq, _ = ledger.write_events([
         Part(first, 100.0, event_rows(first, 100.0)),
@@ -183,7 +176,7 @@ def test_a_failed_statement_stores_nothing_and_the_next_write_recovers(engine: E
     assert _insert(ledger, ["f1"]) == [True]
     ledger._writer_connection().connection.driver_connection.close()  # type: ignore[union-attr]
     with pytest.raises(Exception, match="closed"):
-        ledger.write_events([Part(_events(["f2", "f3"]), time.time())])
+        ledger.write_events([Part(log_events(["f2", "f3"]), time.time())])
     assert _insert(ledger, ["f2", "f1", "f3"]) == [True, False, True]
     assert _count(engine, "events") == 3
     ledger.close()
@@ -192,7 +185,7 @@ def test_a_failed_statement_stores_nothing_and_the_next_write_recovers(engine: E
 def test_a_failed_batch_leaves_no_key_behind(engine: Engine):
     ledger = _ledger(engine, merge_keys=1_000)
     with pytest.raises(RuntimeError), ledger.writing() as connection:
-        ledger.insert_events(connection, _events(["x1", "x2"]), time.time())
+        ledger.insert_events(connection, log_events(["x1", "x2"]), time.time())
         raise RuntimeError("the commit never happens")
     assert _insert(ledger, ["x1", "x2", "x1"]) == [True, True, False]
     assert _count(engine, "events") == 2
