@@ -11,7 +11,7 @@ from functools import partial
 from pathlib import Path
 
 from bench import workload
-from bench.command import add_run_options, parse, run_in, write_json
+from bench.command import add_run_options, parse, run_fields, run_in, write_json
 from bench.phases import Options, run
 from bench.report import markdown, table
 
@@ -54,13 +54,10 @@ def _options(argv: Sequence[str] | None) -> Options:
         events=pick(arguments.events, 1_000_000, 100_000),
         ingest_events=pick(arguments.ingest_events, 200_000, 50_000),
         rounds=pick(arguments.rounds, 3, 1),
-        batch_size=arguments.batch_size, connections=arguments.connections,
         agents=arguments.agents, scrapes=pick(arguments.scrapes, 200, 50),
         callback_events=pick(arguments.callback_events, 200_000, 20_000),
-        synchronous=arguments.synchronous, max_seconds=arguments.max_seconds,
-        max_load=arguments.max_load, max_wait=pick(arguments.max_wait, 300.0, 0.0),
         profile=arguments.profile, profile_seconds=arguments.profile_seconds,
-        json=arguments.json, markdown=arguments.markdown, workdir=arguments.workdir)
+        **run_fields(arguments, pick))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,31 @@ import orjson
 from bench.workload import EPISODE_EVENTS
 
 Pick = Callable[[Any, Any, Any], Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunOptions:
+    """What every benchmark's options hold besides its sizes: the load generator's batches and
+    connections, and what `add_run_options` reads."""
+
+    batch_size: int
+    connections: int
+    synchronous: str
+    max_seconds: float
+    max_load: float
+    max_wait: float
+    json: Path | None
+    markdown: bool
+    workdir: Path | None
+
+
+def run_fields(arguments: argparse.Namespace, pick: Pick) -> dict[str, Any]:
+    """`RunOptions`' fields from the parsed arguments (`--max-wait`: 300 s, quick 0)."""
+    return {"batch_size": arguments.batch_size, "connections": arguments.connections,
+            "synchronous": arguments.synchronous, "max_seconds": arguments.max_seconds,
+            "max_load": arguments.max_load, "max_wait": pick(arguments.max_wait, 300.0, 0.0),
+            "json": arguments.json, "markdown": arguments.markdown,
+            "workdir": arguments.workdir}
 
 
 def add_run_options(group: argparse._ArgumentGroup) -> None:

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.command import RunOptions
 from bench.environment import ForeignLoad, describe, load_average, wait_for_quiet
 from bench.feeder import FedExporter, ledger_files
 from bench.live_sets import live_sets, sqlite_caches, top_growth
@@ -51,8 +52,8 @@ PRUNE_INTERVAL_SECONDS = 1.0
 PACED_MIN_SECONDS = 2.0  # the paced rounds' least length (a tiny run's full-speed round is less)
 
 
-@dataclass(frozen=True, slots=True)
-class Options:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Options(RunOptions):
     """The sizes and settings of one run (see `python -m bench.operations --help`)."""
 
     history_events: int
@@ -64,16 +65,7 @@ class Options:
     prune_ingest_events: int
     prune_rounds: int
     scrape_interval: float
-    batch_size: int
-    connections: int
-    synchronous: str
-    max_seconds: float
-    max_load: float
-    max_wait: float
     memory_debug: bool
-    json: Path | None
-    markdown: bool
-    workdir: Path | None
 
 
 def _round_to_batches(events: int, batch_size: int) -> int:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from functools import partial
 
 from bench import workload
-from bench.command import add_run_options, parse, run_in, write_json
+from bench.command import add_run_options, parse, run_fields, run_in, write_json
 from bench.operation_phases import Options, run
 from bench.operations_report import render
 
@@ -69,11 +69,8 @@ def _options(argv: Sequence[str] | None) -> Options:
         prune_events=pick(arguments.prune_events, 1_000_000, 20_000),
         prune_ingest_events=pick(arguments.prune_ingest_events, 200_000, 10_000),
         prune_rounds=pick(arguments.prune_rounds, 3, 1),
-        scrape_interval=arguments.scrape_interval, batch_size=arguments.batch_size,
-        connections=arguments.connections, synchronous=arguments.synchronous,
-        max_seconds=arguments.max_seconds, max_load=arguments.max_load,
-        max_wait=pick(arguments.max_wait, 300.0, 0.0), memory_debug=arguments.memory_debug,
-        json=arguments.json, markdown=arguments.markdown, workdir=arguments.workdir)
+        scrape_interval=arguments.scrape_interval, memory_debug=arguments.memory_debug,
+        **run_fields(arguments, pick))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

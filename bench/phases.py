@@ -26,6 +26,7 @@ import orjson
 
 from bench import baselines, profile, workload
 from bench.callback import measure_callback
+from bench.command import RunOptions
 from bench.environment import ForeignLoad, describe, load_average, wait_for_quiet
 from bench.loadgen import LoadRun
 from bench.scrape import PeriodicScraper, count_samples, percentiles, scrape_latencies
@@ -34,27 +35,18 @@ from bench.server import ExporterServer, http_client
 SEED_BATCH = 500
 
 
-@dataclass(frozen=True, slots=True)
-class Options:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Options(RunOptions):
     """The sizes and settings of one run (see `python -m bench --help`)."""
 
     events: int
     ingest_events: int
     rounds: int
-    batch_size: int
-    connections: int
     agents: int
     scrapes: int
     callback_events: int
-    synchronous: str
-    max_seconds: float
-    max_load: float
-    max_wait: float
     profile: Path | None
     profile_seconds: float
-    json: Path | None
-    markdown: bool
-    workdir: Path | None
 
 
 def _progress(message: str) -> None:

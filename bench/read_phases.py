@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bench import profile
+from bench.command import RunOptions
 from bench.delivery import delivery
 from bench.environment import ForeignLoad, describe, load_average, wait_for_quiet
 from bench.export import export_everything, sqlite_read
@@ -57,8 +58,8 @@ SUPPLY_MARGIN_SECONDS = 5.0
 Measured = TypeVar("Measured")
 
 
-@dataclass(frozen=True, slots=True)
-class Options:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Options(RunOptions):
     """The sizes and settings of one run (see `python -m bench.reads --help`)."""
 
     events: int
@@ -68,17 +69,8 @@ class Options:
     stream_seconds: float
     ratio_events: int
     ratio_rounds: int
-    batch_size: int
-    connections: int
-    synchronous: str
-    max_seconds: float
-    max_load: float
-    max_wait: float
     profile: Path | None
     profile_seconds: float
-    json: Path | None
-    markdown: bool
-    workdir: Path | None
 
 
 def _progress(message: str) -> None:

@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 
 from bench import workload
-from bench.command import add_run_options, parse, run_in, write_json
+from bench.command import add_run_options, parse, run_fields, run_in, write_json
 from bench.read_phases import Options, run
 from bench.reads_report import render
 
@@ -61,12 +61,8 @@ def _options(argv: Sequence[str] | None) -> Options:
         subscribers=pick(arguments.subscribers, 100, 10),
         stream_seconds=pick(arguments.stream_seconds, 15.0, 3.0),
         ratio_events=pick(arguments.ratio_events, 200_000, 20_000),
-        ratio_rounds=arguments.ratio_rounds, batch_size=arguments.batch_size,
-        connections=arguments.connections, synchronous=arguments.synchronous,
-        max_seconds=arguments.max_seconds, max_load=arguments.max_load,
-        max_wait=pick(arguments.max_wait, 300.0, 0.0), profile=arguments.profile,
-        profile_seconds=arguments.profile_seconds, json=arguments.json,
-        markdown=arguments.markdown, workdir=arguments.workdir)
+        ratio_rounds=arguments.ratio_rounds, profile=arguments.profile,
+        profile_seconds=arguments.profile_seconds, **run_fields(arguments, pick))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
