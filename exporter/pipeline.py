@@ -318,11 +318,11 @@ class IngestPipeline:
 
     def _apply_whole(self, group: _Committed) -> None:
         with self.lock:
-            for batch, fresh in self._per_batch(group):
-                self._apply_batch(batch, fresh)
+            accepted = [(batch, len(self._apply_batch(batch, fresh)))
+                        for batch, fresh in self._per_batch(group)]
             self._applied_seq = max(self._applied_seq, group.last_seq)
-            for batch, fresh in self._per_batch(group):
-                self._answer_batch(batch, sum(fresh))
+            for batch, count in accepted:
+                self._answer_batch(batch, count)
         self._notify_applied(0, None)
 
     def _apply_batch(self, batch: _Batch, fresh: list[bool]) -> list[Event]:

@@ -197,8 +197,7 @@ class EventHub:
         self.position = self._wanted = position
         self._loop = asyncio.get_running_loop()
 
-    def notify(self, applied_seq: int, first_seq: int = 0,
-               events: Sequence[Stored] | None = None) -> None:
+    def notify(self, applied_seq: int, first_seq: int, events: Sequence[Stored] | None) -> None:
         """From the applier's thread: events up to `applied_seq` may be handed out; `events`,
         when given, are the new ones from `first_seq` on, so that they need no reading back."""
         loop = self._loop
@@ -226,19 +225,18 @@ class EventHub:
         """The handed-over chunk that continues from `position`; None when there is a gap before
         the first one (or none is left): the ledger fills it."""
         while self._pending:
-            chunk = self._pending.popleft()
-            with self._pending_lock:
-                self._pending_events -= len(chunk.events)
-            rest = chunk.after(self.position)
-            if not rest.events:
-                continue
-            if rest.events[0].seq == self.position + 1:
+            rest = self._pending[0].after(self.position)
+            if rest.events and rest.events[0].seq > self.position + 1:
+                return None
+            self._pop_pending()
+            if rest.events:
                 return rest
-            self._pending.appendleft(rest)
-            with self._pending_lock:
-                self._pending_events += len(rest.events)
-            return None
         return None
+
+    def _pop_pending(self) -> None:
+        chunk = self._pending.popleft()
+        with self._pending_lock:
+            self._pending_events -= len(chunk.events)
 
     async def _fetch(self) -> Chunk | None:
         # Chunks no larger than a subscriber's buffer: one that keeps up always takes a whole
@@ -276,9 +274,7 @@ class EventHub:
 
     def _drop_pending(self) -> None:
         while self._pending:
-            chunk = self._pending.popleft()
-            with self._pending_lock:
-                self._pending_events -= len(chunk.events)
+            self._pop_pending()
 
     def close(self) -> None:
         """End every subscriber's stream (the server is shutting down; clients resume)."""
