@@ -13,6 +13,7 @@ events stored after it, so counters come back exactly, without replaying the who
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -30,6 +31,7 @@ from exporter.fairlock import FairLock
 from exporter.ledger import Ledger
 from exporter.ledger.engine import is_disk_full
 from exporter.ledger.store import Part, PreparedRows, RowGroup
+from exporter.reads.pending import Pending, Row, pending_of
 from exporter.state import Changes, FleetState
 from exporter.telemetry import Telemetry
 
@@ -92,6 +94,10 @@ class _Committed:
     first_seq: int | None = None  # the new events hold first_seq..last_seq, in order
 
 
+def _rows_by_table(groups: list[RowGroup]) -> dict[str, list[Row]]:
+    return {group.table.name: group.rows for group in groups}
+
+
 class IngestPipeline:
     """Owns the writer and applier threads; `submit` for batches, `offer` for callbacks."""
 
@@ -116,6 +122,9 @@ class IngestPipeline:
         self._applied_seq = 0
         # The last event the ledger's entity and aggregate rows include (see `synced`).
         self._checkpointed_seq = 0
+        # The checkpoint taken from the state and not written yet: its rows are in neither the
+        # state's changes nor the ledger, so `pending` hands them out too.
+        self._writing: _Checkpoint | None = None
         # Called after each applied batch (the live stream): see `Applied`.
         self.on_applied: Applied | None = None
         self._stopping = False
@@ -370,11 +379,12 @@ class IngestPipeline:
     def _prepare_checkpoint(self) -> _Checkpoint:
         """Called under the state lock: the rows of the state as of `_applied_seq`."""
         changes = self.state.take_changes()
-        return _Checkpoint(self.ledger.prepare_checkpoint(changes, self._applied_seq),
-                           self._applied_seq, changes)
+        self._writing = _Checkpoint(self.ledger.prepare_checkpoint(changes, self._applied_seq),
+                                    self._applied_seq, changes)
+        return self._writing
 
     def _checkpoint(self) -> None:
-        self._write_checkpoint(self._prepare_checkpoint())
+        self._write_checkpoint(self._prepare_checkpoint(), locked=True)
 
     def _write_checkpoint(self, prepared: _Checkpoint, *, locked: bool = False) -> None:
         """Write the rows; when the write fails, the state gets its changes back, so the next
@@ -385,13 +395,15 @@ class IngestPipeline:
             self.ledger.write_checkpoint(prepared.rows)
         except Exception:
             self.telemetry.ledger_errors.labels("write").inc()
-            if locked:
+            with contextlib.nullcontext() if locked else self.lock:
                 self.state.give_back(prepared.changes)
-            else:
-                with self.lock:
-                    self.state.give_back(prepared.changes)
+                self._writing = None
             raise
-        self._checkpointed_seq = max(self._checkpointed_seq, prepared.seq)
+        # Together under the lock: a `pending` copy finds these rows either still being
+        # written or written, never in neither.
+        with contextlib.nullcontext() if locked else self.lock:
+            self._checkpointed_seq = max(self._checkpointed_seq, prepared.seq)
+            self._writing = None
         self.telemetry.commit_duration.observe(time.perf_counter() - started)
 
     @property
@@ -413,6 +425,18 @@ class IngestPipeline:
             with self.lock:
                 prepared = self._prepare_checkpoint()
             self._write_checkpoint(prepared)
+
+    def pending(self) -> Pending:
+        """The state's rows that no written checkpoint holds, as of now: what the read API lays
+        over the ledger's rows (exporter/reads/pending.py) instead of writing a checkpoint."""
+        with self.lock:
+            now = self.ledger.prepare_checkpoint(self.state.pending_changes(), self._applied_seq)
+            writing = self._writing
+            checkpointed = self._checkpointed_seq
+        return pending_of(
+            checkpointed,
+            None if writing is None else (writing.seq, _rows_by_table(writing.rows)),
+            _rows_by_table(now))
 
     def _safe_checkpoint(self) -> None:
         try:

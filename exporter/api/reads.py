@@ -31,6 +31,7 @@ from exporter.reads.fleet import (
     TASK_SORTS,
     AgentFilter,
     FleetReads,
+    Reading,
     RunFilter,
     TaskFilter,
 )
@@ -153,10 +154,14 @@ def read_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimiter,
     router = APIRouter(prefix="/api/v1", responses=_ERRORS,  # type: ignore[arg-type]
                        dependencies=[Depends(guard(tokens, exporter.telemetry, "read",
                                                    limiter))])
-    synced = exporter.pipeline.synced
-    fleet = FleetReads(exporter.ledger.reader, synced)
-    readers = _Readers(fleet, FleetReads(exporter.ledger.reader, lambda: None))
-    costs = CostReads(exporter.ledger.reader, synced)
+    pipeline = exporter.pipeline
+    # Read your writes: SQLite lays the pending changes over the rows; PostgreSQL (no
+    # json_each) writes them first.
+    reading = Reading(pending=pipeline.pending) if exporter.ledger.bulk else \
+        Reading(synced=pipeline.synced)
+    fleet = FleetReads(exporter.ledger.reader, reading)
+    readers = _Readers(fleet, FleetReads(exporter.ledger.reader, Reading()))
+    costs = CostReads(exporter.ledger.reader, reading)
 
     def budgets() -> list[dict[str, Any]]:
         now = time.time()

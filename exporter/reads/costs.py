@@ -7,21 +7,23 @@ same days (tokens are summed per day from migration 0006 on; earlier days hold 0
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Connection, Engine, FromClause, and_, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from exporter.budgets import SECONDS_PER_DAY, epoch_day, period_bounds
 from exporter.events import TERMINAL_AGENT_STATUSES
 from exporter.ledger import schema
-from exporter.reads.fleet import TASK_END_STATUSES, usd
+from exporter.reads.fleet import TASK_END_STATUSES, Reading, usd
 from exporter.reads.pages import ReadError
+from exporter.reads.pending import Current
 
 DAILY: Final = schema.daily_cost
 DIMENSIONS: Final = ("role", "model", "task_type", "workflow", "source")
@@ -106,10 +108,33 @@ def _entry(group: str, key: str, sums: Sequence[int]) -> dict[str, Any]:
             "tokens": {name: sums[index + 1] for index, (name, _) in enumerate(TOKEN_COLUMNS)}}
 
 
+# Copies of the pending rows a read takes before it gives up laying them over its snapshot
+# (each time, a checkpoint was written between the copy and the snapshot) and writes one.
+DAILY_ATTEMPTS: Final = 3
+
+
 class CostReads:
-    def __init__(self, engine: Engine, synced: Callable[[], None]) -> None:
+    def __init__(self, engine: Engine, reading: Reading) -> None:
         self.engine = engine
-        self.synced = synced
+        self.reading = reading
+
+    @contextlib.contextmanager
+    def _daily(self) -> Iterator[tuple[Connection, Current, FromClause]]:
+        """A connection (one snapshot), the tables as of now, and the day sums as of now:
+        the pending sums the snapshot lacks, counted once (`Pending.daily_rows`)."""
+        for _ in range(DAILY_ATTEMPTS):
+            now = self.reading.current()
+            with self.engine.connect() as connection:
+                stored = connection.execute(select(schema.checkpoint.c.applied_seq)).scalar()
+                daily = now.daily(int(stored or 0))
+                if daily is not None:
+                    yield connection, now, daily
+                    return
+        now = Current(None)
+        if self.reading.synced is not None:
+            self.reading.synced()
+        with self.engine.connect() as connection:
+            yield connection, now, DAILY
 
     def costs(self, group: str, days: DayRange, top: int | None = None,
               filters: dict[str, str] | None = None) -> list[dict[str, Any]]:
@@ -119,14 +144,13 @@ class CostReads:
             raise ReadError("group_by", f"must be one of {', '.join(GROUPS)}")
         if top is not None and not 1 <= top <= MAX_TOP:
             raise ReadError("top", f"must be 1 to {MAX_TOP}")
-        key_column = DAILY.c.day if group in PERIODS else DAILY.c[group]
-        sums = [func.sum(DAILY.c.cost_nano),
-                *(func.sum(DAILY.c[column]) for _, column in TOKEN_COLUMNS)]
-        terms = days.where(DAILY.c.day)
-        terms += [DAILY.c[name] == value for name, value in (filters or {}).items()]
-        query = select(key_column, *sums).where(and_(*terms)).group_by(key_column)
-        self.synced()
-        with self.engine.connect() as connection:
+        with self._daily() as (connection, _now, daily):
+            key_column = daily.c.day if group in PERIODS else daily.c[group]
+            sums = [func.sum(daily.c.cost_nano),
+                    *(func.sum(daily.c[column]) for _, column in TOKEN_COLUMNS)]
+            terms = days.where(daily.c.day)
+            terms += [daily.c[name] == value for name, value in (filters or {}).items()]
+            query = select(key_column, *sums).where(*terms).group_by(key_column)
             rows = connection.execute(query).all()
         totals: dict[str, list[int]] = {}
         for key, *values in rows:
@@ -144,12 +168,11 @@ class CostReads:
 
     def per_completed_task(self, days: DayRange) -> dict[str, Any]:
         """Completed tasks (ended within `days`) and their cost, with and without ANALYST."""
-        column = schema.tasks.c
+        column = self.reading.current().table(schema.tasks).c
         included = (column.analyst.is_(True)) | (column.has_analyst_agent.is_(True))
         query = select(included, func.count(), func.sum(column.cost_nano)).where(
             and_(column.status == "completed", *days.where_time(column.ended_at))
         ).group_by(included)
-        self.synced()
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
         result = {}
@@ -162,9 +185,9 @@ class CostReads:
 
     def summary(self, now: float) -> dict[str, Any]:
         """The fleet now: agents by status and role, tasks in flight, active runs, spend."""
-        agents, tasks, runs = schema.agents.c, schema.tasks.c, schema.workflow_runs.c
-        self.synced()
-        with self.engine.connect() as connection:
+        with self._daily() as (connection, current, daily):
+            agents, tasks = current.table(schema.agents).c, current.table(schema.tasks).c
+            runs = current.table(schema.workflow_runs).c
             by_status = connection.execute(
                 select(agents.status, agents.role, func.count())
                 .where(agents.deleted.is_(False)).group_by(agents.status, agents.role)).all()
@@ -176,8 +199,8 @@ class CostReads:
             spend = {}
             for period in PERIODS:
                 start, _end = period_bounds(period, now)
-                nano = connection.execute(select(func.sum(DAILY.c.cost_nano)).where(
-                    DAILY.c.day >= epoch_day(start))).scalar()
+                nano = connection.execute(select(func.sum(daily.c.cost_nano)).where(
+                    daily.c.day >= epoch_day(start))).scalar()
                 spend[{"day": "today", "week": "this_week", "month": "this_month"}[period]] = \
                     usd(int(nano or 0))
         agent_status: dict[str, int] = {}

@@ -1,8 +1,9 @@
 """Agents, tasks and runs read back from the ledger: lists with filters, sort and cursors, and
 one entity with what belongs to it.
 
-Every read first calls `synced` (IngestPipeline.synced), so an event acknowledged before the
-request is in the rows read. Amounts leave here in USD, times in Unix seconds.
+Every read sees each event acknowledged before the request (`Reading`): on SQLite the state's
+changes not yet written are laid over the stored rows, on PostgreSQL they are written first.
+Amounts leave here in USD, times in Unix seconds.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
-from sqlalchemy import Engine, Float, Select, and_, case, cast, func, or_, select
+from sqlalchemy import Engine, Float, FromClause, Select, and_, case, cast, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from exporter.events import TERMINAL_AGENT_STATUSES, agent_key
 from exporter.ledger import schema
 from exporter.pricing import NANO_PER_USD
-from exporter.reads.pages import NULL_SORT_SQL, Page, ReadError, Sort, keyset_page, page_of
+from exporter.reads.pages import NULL_SORT_SQL, Page, ReadError, Sort, page_of
+from exporter.reads.pending import Current, Pending
 
 AGENTS: Final = schema.agents
 TASKS: Final = schema.tasks
@@ -89,14 +91,15 @@ def _where(query: Select[Any], *conditions: ColumnElement[bool] | None) -> Selec
 
 # -- agents ---------------------------------------------------------------------------------
 
-_CONTEXT_FILL: Final = case(
-    (AGENTS.c.context_limit > 0,
-     cast(AGENTS.c.context_tokens, Float) / cast(AGENTS.c.context_limit, Float)),
-    else_=NULL_SORT_SQL)
-_AGENT_SORT_KEYS: Final[dict[str, ColumnElement[Any]]] = {
-    "last_activity": AGENTS.c.last_activity, "created": AGENTS.c.created_at,
-    "cost": AGENTS.c.cost_nano, "tokens": AGENTS.c.tokens, "context_fill": _CONTEXT_FILL,
-}
+def _agent_sort_key(column: Any, name: str) -> ColumnElement[Any]:
+    if name == "context_fill":
+        return case((column.context_limit > 0,
+                     cast(column.context_tokens, Float) / cast(column.context_limit, Float)),
+                    else_=NULL_SORT_SQL)
+    keys: dict[str, ColumnElement[Any]] = {
+        "last_activity": column.last_activity, "created": column.created_at,
+        "cost": column.cost_nano, "tokens": column.tokens}
+    return keys[name]
 
 
 def agent_item(row: Any) -> dict[str, Any]:
@@ -114,8 +117,7 @@ def agent_item(row: Any) -> dict[str, Any]:
     }
 
 
-def _agent_conditions(where: AgentFilter) -> list[ColumnElement[bool] | None]:
-    column = AGENTS.c
+def _agent_conditions(where: AgentFilter, column: Any) -> list[ColumnElement[bool] | None]:
     live: ColumnElement[bool] | None = None
     if where.live is not None:
         is_live = and_(column.deleted.is_(False),
@@ -128,42 +130,65 @@ def _agent_conditions(where: AgentFilter) -> list[ColumnElement[bool] | None]:
             _equal(column.workflow, where.workflow), live]
 
 
-class FleetReads:
-    """The read side of the ledger; `synced` makes acknowledged events visible first."""
+class Reading:
+    """How reads see every acknowledged event: `pending` (SQLite) gives the state's changes
+    not written yet, laid over the rows (exporter/reads/pending.py); without it, `synced`
+    writes them first (PostgreSQL). Neither: the rows as stored (the later pages of one
+    streamed answer)."""
 
-    def __init__(self, engine: Engine, synced: Callable[[], None]) -> None:
-        self.engine = engine
+    def __init__(self, synced: Callable[[], None] | None = None,
+                 pending: Callable[[], Pending] | None = None) -> None:
         self.synced = synced
+        self.pending = pending
 
-    def _rows(self, query: Select[Any]) -> Sequence[Any]:
-        """Rows of a query; the public reads call `synced` once first, not every query."""
+    def current(self) -> Current:
+        if self.pending is not None:
+            return Current(self.pending())
+        if self.synced is not None:
+            self.synced()
+        return Current(None)
+
+
+class FleetReads:
+    """The read side of the ledger: agents, tasks and runs as of now (see `Reading`)."""
+
+    def __init__(self, engine: Engine, reading: Reading) -> None:
+        self.engine = engine
+        self.reading = reading
+
+    def _rows(self, query: Any) -> Sequence[Any]:
         with self.engine.connect() as connection:
             return connection.execute(query).all()
 
     def agents(self, where: AgentFilter, sort: Sort, cursor: str | None, limit: int) -> Page:
-        self.synced()
-        sort_key = _AGENT_SORT_KEYS[sort.name]
-        query = _where(select(AGENTS, sort_key.label("sort_value")), *_agent_conditions(where))
-        query = keyset_page(query, [sort_key, AGENTS.c.source, AGENTS.c.agent_id], sort,
-                            cursor, limit)
-        return page_of(self._rows(query), limit, agent_item,
+        def query(table: FromClause) -> tuple[Select[Any], list[ColumnElement[Any]]]:
+            column = table.c
+            sort_key = _agent_sort_key(column, sort.name)
+            return (_where(select(*column, sort_key.label("sort_value")),
+                           *_agent_conditions(where, column)),
+                    [sort_key, column.source, column.agent_id])
+
+        rows = self._rows(self.reading.current().page(AGENTS, query, sort, cursor, limit))
+        return page_of(rows, limit, agent_item,
                        lambda row: (row.sort_value, row.source, row.agent_id))
 
     def agent(self, agent_id: str, source: str | None) -> dict[str, Any] | None:
-        self.synced()
-        row = self._one(AGENTS, AGENTS.c.agent_id == agent_id, source)
+        now = self.reading.current()
+        agents, tasks = now.table(AGENTS), now.table(TASKS)
+        row = self._one(agents, agents.c.agent_id == agent_id, source)
         if row is None:
             return None
         item = agent_item(row)
         item["tool_calls"] = self._tool_calls(row.source, row.agent_id)
         item["task"] = None
         if row.task_id is not None:
-            task = self._one(TASKS, and_(TASKS.c.task_id == row.task_id,
-                                         TASKS.c.source == row.source), None)
+            task = self._one(tasks, and_(tasks.c.task_id == row.task_id,
+                                         tasks.c.source == row.source), None)
             item["task"] = task_item(task) if task is not None else None
         return item
 
-    def _one(self, table: Any, condition: ColumnElement[bool], source: str | None) -> Any:
+    def _one(self, table: FromClause, condition: ColumnElement[bool],
+             source: str | None) -> Any:
         """The entity, or None; with two sources naming the same id and no `source`, the
         caller must say which (ReadError)."""
         query = _where(select(table).where(condition), _equal(table.c.source, source)).limit(2)
@@ -185,8 +210,8 @@ class FleetReads:
                      ) -> Iterator[tuple[int, float, dict[str, Any]]]:
         """The agent's stored events in ledger order: (seq, event time, the event as stored,
         canonical JSON), from its index, a hash of (source, agent id), each hit checked against
-        the payload."""
-        self.synced()
+        the payload. Events are stored before they are acknowledged: nothing to bring up to
+        date."""
         key = agent_key(source, agent_id)
         yielded = 0
         while limit is None or yielded < limit:
@@ -229,69 +254,76 @@ class FleetReads:
     # -- tasks ----------------------------------------------------------------------------
 
     def tasks(self, where: TaskFilter, sort: Sort, cursor: str | None, limit: int) -> Page:
-        self.synced()
-        column = TASKS.c
-        duration = func.coalesce(
-            column.ended_at - func.coalesce(column.started_at, column.submitted_at),
-            NULL_SORT_SQL)
-        sort_key = {"submitted": func.coalesce(column.submitted_at, NULL_SORT_SQL),
-                    "ended": func.coalesce(column.ended_at, NULL_SORT_SQL),
-                    "cost": column.cost_nano, "duration": duration}[sort.name]
-        query = _where(select(TASKS, sort_key.label("sort_value")), *_task_conditions(where))
-        query = keyset_page(query, [sort_key, column.source, column.task_id], sort, cursor,
-                            limit)
-        return page_of(self._rows(query), limit, task_item,
+        def query(table: FromClause) -> tuple[Select[Any], list[ColumnElement[Any]]]:
+            column = table.c
+            duration = func.coalesce(
+                column.ended_at - func.coalesce(column.started_at, column.submitted_at),
+                NULL_SORT_SQL)
+            sort_key = {"submitted": func.coalesce(column.submitted_at, NULL_SORT_SQL),
+                        "ended": func.coalesce(column.ended_at, NULL_SORT_SQL),
+                        "cost": column.cost_nano, "duration": duration}[sort.name]
+            return (_where(select(*column, sort_key.label("sort_value")),
+                           *_task_conditions(where, column)),
+                    [sort_key, column.source, column.task_id])
+
+        rows = self._rows(self.reading.current().page(TASKS, query, sort, cursor, limit))
+        return page_of(rows, limit, task_item,
                        lambda row: (row.sort_value, row.source, row.task_id))
 
     def task(self, task_id: str, source: str | None) -> dict[str, Any] | None:
-        self.synced()
-        row = self._one(TASKS, TASKS.c.task_id == task_id, source)
+        now = self.reading.current()
+        tasks, agents = now.table(TASKS), now.table(AGENTS)
+        runs, steps = now.table(RUNS), now.table(STEPS)
+        row = self._one(tasks, tasks.c.task_id == task_id, source)
         if row is None:
             return None
         item = task_item(row)
-        agents = self._rows(select(AGENTS).where(AGENTS.c.source == row.source,
-                                                 AGENTS.c.task_id == row.task_id)
-                            .order_by(AGENTS.c.created_at, AGENTS.c.agent_id))
-        item["agents"] = [agent_item(agent) for agent in agents]
-        item["agents_cost_usd"] = usd(sum(agent.cost_nano for agent in agents))
-        ids = [agent.agent_id for agent in agents]
-        runs: list[Any] = []
+        members = self._rows(select(agents).where(agents.c.source == row.source,
+                                                  agents.c.task_id == row.task_id)
+                             .order_by(agents.c.created_at, agents.c.agent_id))
+        item["agents"] = [agent_item(agent) for agent in members]
+        item["agents_cost_usd"] = usd(sum(agent.cost_nano for agent in members))
+        ids = [agent.agent_id for agent in members]
+        found: list[Any] = []
         if ids:
-            run_ids = select(STEPS.c.run_id).where(STEPS.c.source == row.source,
-                                                   STEPS.c.agent_id.in_(ids))
-            runs = list(self._rows(select(RUNS).where(RUNS.c.source == row.source,
-                                                      RUNS.c.run_id.in_(run_ids))
-                                   .order_by(RUNS.c.started_at)))
-        item["runs"] = [run_item(run) for run in runs]
+            run_ids = select(steps.c.run_id).where(steps.c.source == row.source,
+                                                   steps.c.agent_id.in_(ids))
+            found = list(self._rows(select(runs).where(runs.c.source == row.source,
+                                                       runs.c.run_id.in_(run_ids))
+                                    .order_by(runs.c.started_at)))
+        item["runs"] = [run_item(run) for run in found]
         return item
 
     # -- runs -----------------------------------------------------------------------------
 
     def runs(self, where: RunFilter, sort: Sort, cursor: str | None, limit: int) -> Page:
-        self.synced()
-        column = RUNS.c
-        sort_key = {"started": func.coalesce(column.started_at, NULL_SORT_SQL),
-                    "ended": func.coalesce(column.ended_at, NULL_SORT_SQL),
-                    "duration": func.coalesce(column.ended_at - column.started_at,
-                                              NULL_SORT_SQL)}[sort.name]
-        query = _where(select(RUNS, sort_key.label("sort_value")),
-                       _equal(column.source, where.source), _equal(column.status, where.status),
-                       _equal(column.workflow, where.workflow),
-                       None if where.since is None else column.started_at >= where.since,
-                       None if where.until is None else column.started_at < where.until)
-        query = keyset_page(query, [sort_key, column.source, column.run_id], sort, cursor,
-                            limit)
-        return page_of(self._rows(query), limit, run_item,
+        def query(table: FromClause) -> tuple[Select[Any], list[ColumnElement[Any]]]:
+            column = table.c
+            sort_key = {"started": func.coalesce(column.started_at, NULL_SORT_SQL),
+                        "ended": func.coalesce(column.ended_at, NULL_SORT_SQL),
+                        "duration": func.coalesce(column.ended_at - column.started_at,
+                                                  NULL_SORT_SQL)}[sort.name]
+            return (_where(select(*column, sort_key.label("sort_value")),
+                           _equal(column.source, where.source),
+                           _equal(column.status, where.status),
+                           _equal(column.workflow, where.workflow),
+                           None if where.since is None else column.started_at >= where.since,
+                           None if where.until is None else column.started_at < where.until),
+                    [sort_key, column.source, column.run_id])
+
+        rows = self._rows(self.reading.current().page(RUNS, query, sort, cursor, limit))
+        return page_of(rows, limit, run_item,
                        lambda row: (row.sort_value, row.source, row.run_id))
 
     def run(self, run_id: str, source: str | None) -> dict[str, Any] | None:
-        self.synced()
-        row = self._one(RUNS, RUNS.c.run_id == run_id, source)
+        now = self.reading.current()
+        runs, stored_steps = now.table(RUNS), now.table(STEPS)
+        row = self._one(runs, runs.c.run_id == run_id, source)
         if row is None:
             return None
         item = run_item(row)
-        steps = self._rows(select(STEPS).where(STEPS.c.source == row.source,
-                                               STEPS.c.run_id == row.run_id))
+        steps = self._rows(select(stored_steps).where(stored_steps.c.source == row.source,
+                                                      stored_steps.c.run_id == row.run_id))
         item["steps"] = [step_item(step) for step in sorted(
             steps, key=lambda step: (step.started_at is None, step.started_at or 0.0,
                                      step.step_id))]
@@ -314,8 +346,7 @@ def _agent_of(event: dict[str, Any]) -> object:
     return event.get("agent_id", event.get("agentId"))
 
 
-def _task_conditions(where: TaskFilter) -> list[ColumnElement[bool] | None]:
-    column = TASKS.c
+def _task_conditions(where: TaskFilter, column: Any) -> list[ColumnElement[bool] | None]:
     analyst: ColumnElement[bool] | None = None
     if where.analyst is not None:
         included = or_(column.analyst.is_(True), column.has_analyst_agent.is_(True))

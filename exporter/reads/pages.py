@@ -84,21 +84,20 @@ def decode_cursor(cursor: str, size: int) -> list[Any]:
     return values
 
 
-def keyset_page(query: Select[Any], columns: Sequence[ColumnElement[Any]], sort: Sort,
-                cursor: str | None, limit: int) -> Select[Any]:
-    """`query` limited to the page after `cursor`, ordered by `columns` (the sort value, then
-    the row's key) in `sort`'s direction; one row more than `limit`, to know if more follow."""
-    if cursor is not None:
-        after = decode_cursor(cursor, len(columns))
-        # (a, b, c) > (x, y, z) spelt out, so each database uses its index on the first column.
-        terms: list[ColumnElement[bool]] = []
-        for index, column in enumerate(columns):
-            equal = [columns[earlier] == after[earlier] for earlier in range(index)]
-            terms.append(and_(*equal, column < after[index] if sort.descending
-                              else column > after[index]))
-        query = query.where(or_(*terms))
-    ordering = [column.desc() if sort.descending else column.asc() for column in columns]
-    return query.order_by(*ordering).limit(limit + 1)
+def after_cursor(query: Select[Any], columns: Sequence[ColumnElement[Any]], sort: Sort,
+                 cursor: str | None) -> Select[Any]:
+    """`query` limited to the rows after `cursor` in the order of `columns` (the sort value,
+    then the row's key) in `sort`'s direction."""
+    if cursor is None:
+        return query
+    after = decode_cursor(cursor, len(columns))
+    # (a, b, c) > (x, y, z) spelt out, so each database uses its index on the first column.
+    terms: list[ColumnElement[bool]] = []
+    for index, column in enumerate(columns):
+        equal = [columns[earlier] == after[earlier] for earlier in range(index)]
+        terms.append(and_(*equal, column < after[index] if sort.descending
+                          else column > after[index]))
+    return query.where(or_(*terms))
 
 
 def page_of(rows: Sequence[Any], limit: int, item: Callable[[Any], dict[str, Any]],

@@ -1,0 +1,177 @@
+"""Read your writes without writing (exporter/reads/pending.py): on SQLite a read lays the
+state's unwritten changes over the stored rows. Every answer must equal the answer read after a
+checkpoint, no read may write one, and a day's cost must count a checkpoint being written once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import select
+from streams import mixed_stream
+
+from exporter.events import validate_batch
+from exporter.ledger import schema
+from exporter.reads.costs import GROUPS, CostReads, DayRange
+from exporter.reads.fleet import (
+    AGENT_SORTS,
+    RUN_SORTS,
+    TASK_SORTS,
+    AgentFilter,
+    FleetReads,
+    Reading,
+    RunFilter,
+    TaskFilter,
+)
+from exporter.reads.pages import Sort
+from exporter.reads.pending import Pending
+from exporter.service import Exporter, build_exporter
+from exporter.settings import Settings
+
+NANO = 1_000_000_000
+
+
+@pytest.fixture
+def exporter(tmp_path) -> Iterator[Exporter]:
+    # No checkpoint of its own while a test runs: the tests decide when one is written.
+    built = build_exporter(Settings(database_url=f"sqlite:///{tmp_path / 'l.db'}",
+                                    checkpoint_seconds=3600), registry=CollectorRegistry())
+    built.start()
+    yield built
+    built.close()
+
+
+def ingest(exporter: Exporter, batches: list[list[dict[str, Any]]]) -> None:
+    for batch in batches:
+        events, problems = validate_batch(batch, time.time())
+        assert not problems
+        exporter.pipeline.submit(events, time.time()).result(timeout=30)
+
+
+def stored_seq(exporter: Exporter) -> int:
+    with exporter.ledger.engine.connect() as connection:
+        return int(connection.execute(select(schema.checkpoint.c.applied_seq)).scalar() or 0)
+
+
+def every_page(read: Callable[[str | None], Any]) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = read(cursor)
+        items.extend(page.items)
+        cursor = page.next_cursor
+        if cursor is None:
+            return items
+
+
+def answers(fleet: FleetReads, costs: CostReads) -> dict[str, Any]:
+    """Every read the API makes: each list by every sort both ways in pages of 37, filters,
+    each entity's detail, costs by every group, per completed task, the summary."""
+    found: dict[str, Any] = {}
+    for name in AGENT_SORTS:
+        for text in (name, f"-{name}"):
+            found[f"agents {text}"] = every_page(lambda cursor, text=text: fleet.agents(
+                AgentFilter(), Sort.parse(text, AGENT_SORTS), cursor, 37))
+    for where in (AgentFilter(role="BUILDER"), AgentFilter(live=True), AgentFilter(live=False)):
+        found[f"agents {where}"] = every_page(lambda cursor, where=where: fleet.agents(
+            where, Sort.parse("-cost", AGENT_SORTS), cursor, 37))
+    for name in TASK_SORTS:
+        for text in (name, f"-{name}"):
+            found[f"tasks {text}"] = every_page(lambda cursor, text=text: fleet.tasks(
+                TaskFilter(), Sort.parse(text, TASK_SORTS), cursor, 37))
+    for name in RUN_SORTS:
+        for text in (name, f"-{name}"):
+            found[f"runs {text}"] = every_page(lambda cursor, text=text: fleet.runs(
+                RunFilter(), Sort.parse(text, RUN_SORTS), cursor, 37))
+    found["agent details"] = [fleet.agent(item["agent_id"], item["source"])
+                              for item in found["agents created"]]
+    found["task details"] = [fleet.task(item["task_id"], item["source"])
+                             for item in found["tasks submitted"]]
+    found["run details"] = [fleet.run(item["run_id"], item["source"])
+                            for item in found["runs started"]]
+    for group in GROUPS:
+        found[f"costs {group}"] = costs.costs(group, DayRange())
+    found["per task"] = costs.per_completed_task(DayRange())
+    found["summary"] = costs.summary(time.time())
+    return found
+
+
+def test_reads_see_pending_changes_without_writing_a_checkpoint(exporter: Exporter):
+    stream = mixed_stream(total=3_000, batch_size=250)
+    half = len(stream.batches) // 2
+    ingest(exporter, stream.batches[:half])
+    exporter.pipeline.synced()
+    ingest(exporter, stream.batches[half:])
+    pending = exporter.pipeline.pending()
+    assert pending.rows["agents"] and pending.rows["tasks"] and pending.daily
+    before = stored_seq(exporter)
+    assert before < exporter.pipeline.applied_seq
+
+    reader = exporter.ledger.reader
+    live = Reading(pending=exporter.pipeline.pending)
+    laid_over = answers(FleetReads(reader, live), CostReads(reader, live))
+    assert stored_seq(exporter) == before  # not one read wrote a checkpoint
+
+    exporter.pipeline.synced()
+    assert stored_seq(exporter) == exporter.pipeline.applied_seq
+    written = answers(FleetReads(reader, Reading()), CostReads(reader, Reading()))
+    assert laid_over == written
+    # And both are the stream's own totals, not merely equal to each other.
+    by_role = {item["role"]: round(item["cost_usd"] * NANO) for item in laid_over["costs role"]}
+    assert by_role == {role: nano for role, nano in stream.expected.cost_nano_by_role.items()
+                       if nano}
+    assert len(laid_over["agents created"]) == stream.expected.agents_created
+    assert len({(item["source"], item["agent_id"])
+                for item in laid_over["agents -cost"]}) == stream.expected.agents_created
+
+
+def role_costs(costs: CostReads) -> dict[str, int]:
+    return {item["role"]: round(item["cost_usd"] * NANO)
+            for item in costs.costs("role", DayRange())}
+
+
+def test_a_day_s_cost_counts_a_checkpoint_being_written_once(exporter: Exporter):
+    stream = mixed_stream(total=2_000, batch_size=250)
+    expected = {role: nano for role, nano in stream.expected.cost_nano_by_role.items() if nano}
+    pipeline, reader = exporter.pipeline, exporter.ledger.reader
+    half = len(stream.batches) // 2
+    ingest(exporter, stream.batches[:half])
+    with pipeline._checkpointing:
+        with pipeline.lock:
+            writing = pipeline._prepare_checkpoint()  # taken from the state, not written yet
+        ingest(exporter, stream.batches[half:])
+        live = CostReads(reader, Reading(pending=pipeline.pending))
+        assert role_costs(live) == expected  # the checkpoint's sums come from the copy
+
+        copies: list[Pending] = []
+
+        def copy_then_write() -> Pending:
+            """The checkpoint is written after the copy and before the read's snapshot."""
+            copies.append(pipeline.pending())
+            if len(copies) == 1:
+                pipeline._write_checkpoint(writing)
+            return copies[-1]
+
+        racing = CostReads(reader, Reading(pending=copy_then_write))
+        assert role_costs(racing) == expected  # now in the snapshot: not added again
+        assert len(copies) == 1
+
+    copies.clear()
+
+    def copy_then_checkpoint() -> Pending:
+        """A checkpoint taken after the copy is written before the snapshot: the copy's day
+        sums would count twice, so the read takes another copy."""
+        copies.append(pipeline.pending())
+        if len(copies) == 1:
+            ingest(exporter, [[{"type": "log.entry", "level": "info", "message": "tick",
+                                "timestamp": time.time()}]])
+            pipeline.synced()
+        return copies[-1]
+
+    retried = CostReads(reader, Reading(pending=copy_then_checkpoint))
+    assert role_costs(retried) == expected
+    assert len(copies) == 2
