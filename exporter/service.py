@@ -50,6 +50,7 @@ class Exporter:
         migrate(self.ledger.engine)
         self.budgets.load()
         replayed = self.pipeline.recover()
+        self.ledger.open_writer()
         self.pipeline.start()
         self.enforcer.start()
         if self.retention is not None:

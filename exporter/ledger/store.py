@@ -229,6 +229,13 @@ class Ledger:
             self._writer.close()
             self._writer = None
 
+    def open_writer(self) -> None:
+        """Open the ingest writer's connection now, at start: on SQLite it loads the
+        idempotency keys stored since the last merge (up to a million), which holds the GIL
+        for a second or more; at the first write it stalled every request in flight."""
+        if self.bulk:
+            self._writer_connection()
+
     def _writer_connection(self) -> Connection:
         if self._writer is None:
             connection = self.engine.connect()

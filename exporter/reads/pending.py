@@ -28,13 +28,17 @@ from sqlalchemy import (
     Float,
     FromClause,
     Select,
+    String,
     Table,
     bindparam,
+    case,
+    cast,
     column,
+    false,
+    func,
     literal_column,
     select,
     text,
-    tuple_,
     union_all,
 )
 from sqlalchemy.sql.elements import ColumnElement
@@ -116,6 +120,16 @@ def _rows_cte(table: Table, rows: Sequence[Row], name: str) -> CTE:
     return statement.columns(*(column(each.name, each.type) for each in table.columns)).cte(name)
 
 
+def _joined_key(table: FromClause, names: Sequence[str]) -> ColumnElement[Any]:
+    """A row's key (the columns `names`) as one text: each part but the last prefixed with
+    its length, so no two keys join alike."""
+    key = [table.c[name] for name in names]
+    joined: ColumnElement[Any] = key[-1]
+    for part in reversed(key[:-1]):
+        joined = cast(func.length(part), String) + ":" + part + joined
+    return joined
+
+
 class Current:
     """The ledger's tables as of now: stored rows with the pending ones in their place. With
     nothing pending (or `pending` None: the ledger was brought up to date), the tables."""
@@ -124,14 +138,16 @@ class Current:
         self.pending = pending
 
     def _pending_cte(self, table: Table) -> CTE | None:
-        rows = self.pending.rows.get(table.name) if self.pending is not None else None
+        rows = self._rows_of(table)
         return _rows_cte(table, rows, f"pending_{table.name}") if rows else None
 
     @staticmethod
     def _stored(table: Table, pending: CTE) -> ColumnElement[bool]:
+        """The stored rows whose key is not pending. One text per key: SQLite looks a row
+        value up in `(a, b) NOT IN (...)` 4 times slower (measured on 6,000 tasks: 28 ms
+        against 7 ms), and a scan (a sum, a text search) does it for every row."""
         key = _key_of(table)
-        return tuple_(*(table.c[name] for name in key)).not_in(
-            select(*(pending.c[name] for name in key)))
+        return _joined_key(table, key).not_in(select(_joined_key(pending, key)))
 
     def table(self, table: Table) -> FromClause:
         """`table` as it is now, for lookups and sums (SQLite pushes their conditions into
@@ -153,13 +169,22 @@ class Current:
         if pending is None:
             ordering = [each.desc() if sort.descending else each.asc() for each in columns]
             return stored.order_by(*ordering).limit(limit + 1)
+        # Tested only on rows that pass the page's own conditions: SQLite tests the key
+        # first otherwise, and a text search scans every row (measured on 6,000 tasks, 300
+        # pending: 12.2 ms against 3.9).
+        not_pending = self._stored(table, pending)
+        if stored.whereclause is not None:
+            not_pending = case((stored.whereclause, not_pending), else_=false())
         fresh, fresh_columns = query(pending)
-        both = union_all(stored.where(self._stored(table, pending)),
+        both = union_all(stored.where(not_pending),
                          after_cursor(fresh, fresh_columns, sort, cursor))
         names: list[ColumnElement[Any]] = [
             literal_column(name) for name in ("sort_value", *_key_of(table))]
         ordering = [each.desc() if sort.descending else each.asc() for each in names]
         return both.order_by(*ordering).limit(limit + 1)
+
+    def _rows_of(self, table: Table) -> Sequence[Row]:
+        return self.pending.rows.get(table.name, ()) if self.pending is not None else ()
 
     def daily(self, stored_seq: int) -> FromClause | None:
         """The day sums as they are now, for a snapshot whose checkpoint says `stored_seq`; None
