@@ -21,7 +21,6 @@ from sqlalchemy.sql.elements import ColumnElement
 from exporter.budgets import SECONDS_PER_DAY, epoch_day, period_bounds
 from exporter.events import TERMINAL_AGENT_STATUSES
 from exporter.ledger import schema
-from exporter.reads.fetch import fetch
 from exporter.reads.fleet import TASK_END_STATUSES, Reading, usd
 from exporter.reads.pages import ReadError
 from exporter.reads.pending import Current
@@ -152,7 +151,7 @@ class CostReads:
             terms = days.where(daily.c.day)
             terms += [daily.c[name] == value for name, value in (filters or {}).items()]
             query = select(key_column, *sums).where(*terms).group_by(key_column)
-            rows = fetch(connection, query)
+            rows = connection.execute(query).all()
         totals: dict[str, list[int]] = {}
         for key, *values in rows:
             name = _period_of(group, key) if group in PERIODS else str(key)
@@ -175,7 +174,7 @@ class CostReads:
             and_(column.status == "completed", *days.where_time(column.ended_at))
         ).group_by(included)
         with self.engine.connect() as connection:
-            rows = fetch(connection, query)
+            rows = connection.execute(query).all()
         result = {}
         for name, flag in (("included", True), ("excluded", False)):
             count, nano = next(((int(row[1]), int(row[2] or 0)) for row in rows
@@ -189,12 +188,12 @@ class CostReads:
         with self._daily() as (connection, current, daily):
             agents, tasks = current.table(schema.agents).c, current.table(schema.tasks).c
             runs = current.table(schema.workflow_runs).c
-            by_status = fetch(connection, select(agents.status, agents.role, func.count())
-                              .where(agents.deleted.is_(False))
-                              .group_by(agents.status, agents.role))
-            in_flight = fetch(connection, select(tasks.status, func.count())
-                              .where(tasks.status.not_in(TASK_END_STATUSES))
-                              .group_by(tasks.status))
+            by_status = connection.execute(
+                select(agents.status, agents.role, func.count())
+                .where(agents.deleted.is_(False)).group_by(agents.status, agents.role)).all()
+            in_flight = connection.execute(
+                select(tasks.status, func.count())
+                .where(tasks.status.not_in(TASK_END_STATUSES)).group_by(tasks.status)).all()
             active_runs = connection.execute(
                 select(func.count()).where(runs.status == "running")).scalar() or 0
             spend = {}

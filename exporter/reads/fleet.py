@@ -19,7 +19,6 @@ from sqlalchemy.sql.elements import ColumnElement
 from exporter.events import TERMINAL_AGENT_STATUSES, agent_key
 from exporter.ledger import schema
 from exporter.pricing import NANO_PER_USD
-from exporter.reads.fetch import fetch
 from exporter.reads.pages import NULL_SORT_SQL, Page, ReadError, Sort, page_of
 from exporter.reads.pending import Current, Pending
 
@@ -159,7 +158,7 @@ class FleetReads:
 
     def _rows(self, query: Any) -> Sequence[Any]:
         with self.engine.connect() as connection:
-            return fetch(connection, query)
+            return connection.execute(query).all()
 
     def agents(self, where: AgentFilter, sort: Sort, cursor: str | None, limit: int) -> Page:
         def query(table: FromClause) -> tuple[Select[Any], list[ColumnElement[Any]]]:
