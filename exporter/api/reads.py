@@ -1,8 +1,8 @@
 """The read API (viewer): the fleet, its agents, tasks, runs, costs and budgets; raw events out.
 
 Lists answer `{"items": [...], "next_cursor": ...}` a page at a time, or, with `format=csv` or
-`format=ndjson` (or the Accept header), every matching row streamed. Every read first makes the
-ledger's rows hold every acknowledged event (`IngestPipeline.synced`): read your writes.
+`format=ndjson` (or the Accept header), every matching row streamed. Every read sees every
+acknowledged event (`Reading`, exporter/reads/fleet.py): read your writes.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
-from sqlalchemy import Engine, Float, FromClause, Select, and_, case, cast, func, or_, select
+from sqlalchemy import Engine, Float, FromClause, Select, Table, and_, case, cast, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from exporter.events import TERMINAL_AGENT_STATUSES, agent_key
@@ -174,25 +174,22 @@ class FleetReads:
 
     def agent(self, agent_id: str, source: str | None) -> dict[str, Any] | None:
         now = self.reading.current()
-        agents, tasks = now.table(AGENTS), now.table(TASKS)
-        row = self._one(agents, agents.c.agent_id == agent_id, source)
+        row = self._one(now, AGENTS, source, agent_id=agent_id)
         if row is None:
             return None
         item = agent_item(row)
         item["tool_calls"] = self._tool_calls(row.source, row.agent_id)
         item["task"] = None
         if row.task_id is not None:
-            task = self._one(tasks, and_(tasks.c.task_id == row.task_id,
-                                         tasks.c.source == row.source), None)
+            task = self._one(now, TASKS, row.source, task_id=row.task_id)
             item["task"] = task_item(task) if task is not None else None
         return item
 
-    def _one(self, table: FromClause, condition: ColumnElement[bool],
-             source: str | None) -> Any:
+    def _one(self, now: Current, table: Table, source: str | None, **key: str) -> Any:
         """The entity, or None; with two sources naming the same id and no `source`, the
         caller must say which (ReadError)."""
-        query = _where(select(table).where(condition), _equal(table.c.source, source)).limit(2)
-        rows = self._rows(query)
+        rows = now.where(table, self._rows, **key, **({} if source is None else
+                                                       {"source": source}))
         if len(rows) > 1:
             raise ReadError("source", "several sources have this id; name one")
         return rows[0] if rows else None
@@ -272,25 +269,22 @@ class FleetReads:
 
     def task(self, task_id: str, source: str | None) -> dict[str, Any] | None:
         now = self.reading.current()
-        tasks, agents = now.table(TASKS), now.table(AGENTS)
-        runs, steps = now.table(RUNS), now.table(STEPS)
-        row = self._one(tasks, tasks.c.task_id == task_id, source)
+        row = self._one(now, TASKS, source, task_id=task_id)
         if row is None:
             return None
         item = task_item(row)
-        members = self._rows(select(agents).where(agents.c.source == row.source,
-                                                  agents.c.task_id == row.task_id)
-                             .order_by(agents.c.created_at, agents.c.agent_id))
+        members = sorted(now.where(AGENTS, self._rows, source=row.source, task_id=row.task_id),
+                         key=lambda agent: (agent.created_at, agent.agent_id))
         item["agents"] = [agent_item(agent) for agent in members]
         item["agents_cost_usd"] = usd(sum(agent.cost_nano for agent in members))
         ids = [agent.agent_id for agent in members]
         found: list[Any] = []
         if ids:
-            run_ids = select(steps.c.run_id).where(steps.c.source == row.source,
-                                                   steps.c.agent_id.in_(ids))
-            found = list(self._rows(select(runs).where(runs.c.source == row.source,
-                                                       runs.c.run_id.in_(run_ids))
-                                    .order_by(runs.c.started_at)))
+            run_ids = sorted({step.run_id for step in now.where(
+                STEPS, self._rows, source=row.source, agent_id=ids)})
+            found = sorted(now.where(RUNS, self._rows, source=row.source, run_id=run_ids),
+                           key=lambda run: (run.started_at is not None, run.started_at or 0.0,
+                                            run.run_id))
         item["runs"] = [run_item(run) for run in found]
         return item
 
@@ -317,13 +311,11 @@ class FleetReads:
 
     def run(self, run_id: str, source: str | None) -> dict[str, Any] | None:
         now = self.reading.current()
-        runs, stored_steps = now.table(RUNS), now.table(STEPS)
-        row = self._one(runs, runs.c.run_id == run_id, source)
+        row = self._one(now, RUNS, source, run_id=run_id)
         if row is None:
             return None
         item = run_item(row)
-        steps = self._rows(select(stored_steps).where(stored_steps.c.source == row.source,
-                                                      stored_steps.c.run_id == row.run_id))
+        steps = now.where(STEPS, self._rows, source=row.source, run_id=row.run_id)
         item["steps"] = [step_item(step) for step in sorted(
             steps, key=lambda step: (step.started_at is None, step.started_at or 0.0,
                                      step.step_id))]

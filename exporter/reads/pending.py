@@ -18,6 +18,8 @@ SQLite only (`json_each`); on PostgreSQL the reads write a checkpoint first, as 
 
 from __future__ import annotations
 
+import functools
+from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -98,6 +100,12 @@ def pending_of(checkpointed_seq: int, writing: tuple[int, Mapping[str, Sequence[
                    now.get(DAILY.name, ()))
 
 
+@functools.lru_cache(maxsize=8)
+def _row_type(table: Table) -> Any:
+    """Pending rows read by column name, as the stored rows are."""
+    return namedtuple(f"{table.name}_row", [each.name for each in table.columns])
+
+
 def _key_of(table: Table) -> list[str]:
     """The primary key's column names, in the table's column order (as a row starts)."""
     names = [each.name for each in table.columns]
@@ -149,9 +157,33 @@ class Current:
         key = _key_of(table)
         return _joined_key(table, key).not_in(select(_joined_key(pending, key)))
 
+    def where(self, table: Table, rows: Callable[[Select[Any]], Sequence[Any]],
+              **equal: Any) -> list[Any]:
+        """The rows of `table` as it is now whose columns equal `equal` (a column name: a
+        value, or a list of values), read with `rows`. For lookups of one entity and what
+        belongs to it: the stored rows are read by the table's indexes and the pending ones
+        are matched here, exact equality being the same in Python as in SQLite. Laid over in
+        SQL (`table`), such a lookup read every pending row out of JSON: 83 ms for a task's
+        detail with 300 rows pending per table, against 7 ms."""
+        terms = [table.c[name].in_(value) if isinstance(value, list) else table.c[name] == value
+                 for name, value in equal.items()]
+        stored = rows(select(table).where(*terms))
+        pending = self._rows_of(table)
+        if not pending:
+            return list(stored)
+        size = len(table.primary_key.columns)
+        keys = {row[:size] for row in pending}
+        shape = _row_type(table)
+        names = [each.name for each in table.columns]
+        wanted = [(names.index(name), set(value) if isinstance(value, list) else {value})
+                  for name, value in equal.items()]
+        return [row for row in stored if tuple(row[:size]) not in keys] + [
+            shape._make(row) for row in pending
+            if all(row[index] in values for index, values in wanted)]
+
     def table(self, table: Table) -> FromClause:
-        """`table` as it is now, for lookups and sums (SQLite pushes their conditions into
-        both halves, so the table's indexes still serve)."""
+        """`table` as it is now, for sums over it (SQLite pushes their conditions into both
+        halves, so the table's indexes still serve)."""
         pending = self._pending_cte(table)
         if pending is None:
             return table
