@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select
@@ -120,6 +121,8 @@ def test_reads_see_pending_changes_without_writing_a_checkpoint(exporter: Export
     assert stored_seq(exporter) == exporter.pipeline.applied_seq
     written = answers(FleetReads(reader, Reading()), CostReads(reader, Reading()))
     assert laid_over == written
+    # As JSON too: a timestamp must not come back 5 from the state and 5.0 from the ledger.
+    assert orjson.dumps(laid_over) == orjson.dumps(written)
     # And both are the stream's own totals, not merely equal to each other.
     by_role = {item["role"]: round(item["cost_usd"] * NANO) for item in laid_over["costs role"]}
     assert by_role == {role: nano for role, nano in stream.expected.cost_nano_by_role.items()
@@ -175,3 +178,18 @@ def test_a_day_s_cost_counts_a_checkpoint_being_written_once(exporter: Exporter)
     retried = CostReads(reader, Reading(pending=copy_then_checkpoint))
     assert role_costs(retried) == expected
     assert len(copies) == 2
+
+
+def test_a_whole_number_time_reads_back_as_the_ledger_gives_it(exporter: Exporter):
+    """A time sent as an integer is a REAL in the ledger: the pending row must say 5.0 too."""
+    ingest(exporter, [[{"type": "agent.created", "agent_id": "whole", "role": "BUILDER",
+                        "timestamp": int(time.time())}]])
+    reader = exporter.ledger.reader
+    live = FleetReads(reader, Reading(pending=exporter.pipeline.pending))
+    assert exporter.pipeline.pending().rows["agents"]
+    pending_item = live.agent("whole", None)
+    exporter.pipeline.synced()
+    written_item = FleetReads(reader, Reading()).agent("whole", None)
+    assert pending_item is not None and written_item is not None
+    assert orjson.dumps(pending_item) == orjson.dumps(written_item)
+    assert isinstance(pending_item["created_at"], float)
