@@ -108,16 +108,6 @@ def test_memory_databases_read_through_the_writer() -> None:
     assert make_read_engine("sqlite://", engine) is engine
 
 
-@pytest.mark.parametrize(("read", "index"), [
-    (lambda reads: reads.runs(RunFilter(), Sort("started", True), None, 50),
-     "ix_workflow_runs_started_sort"),
-    (lambda reads: reads.tasks(TaskFilter(status="failed"), Sort("submitted", True), None, 50),
-     "ix_tasks_submitted_sort"),
-    (lambda reads: reads.agents(AgentFilter(), Sort("cost", True), None, 50), "ix_agents_cost"),
-    (lambda reads: reads.agent("a-1", None), "ix_agents_agent_id"),
-    (lambda reads: reads.task("t-1", None), "ix_tasks_task_id"),
-    (lambda reads: reads.run("r-1", None), "ix_workflow_runs_run_id"),
-])
 def _pending_row(table: Table) -> tuple[Any, ...]:
     """A row of `table` that no stored row has."""
     values: list[Any] = []
