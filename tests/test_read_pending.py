@@ -17,7 +17,7 @@ from streams import mixed_stream
 
 from exporter.events import validate_batch
 from exporter.ledger import schema
-from exporter.reads.costs import GROUPS, CostReads, DayRange
+from exporter.reads.costs import DAILY_ATTEMPTS, GROUPS, CostReads, DayRange
 from exporter.reads.fleet import (
     AGENT_SORTS,
     RUN_SORTS,
@@ -193,3 +193,26 @@ def test_a_whole_number_time_reads_back_as_the_ledger_gives_it(exporter: Exporte
     assert pending_item is not None and written_item is not None
     assert orjson.dumps(pending_item) == orjson.dumps(written_item)
     assert isinstance(pending_item["created_at"], float)
+
+
+def test_a_read_overtaken_by_checkpoints_each_time_writes_one_itself(exporter: Exporter):
+    stream = mixed_stream(total=1_500, batch_size=250)
+    expected = {role: nano for role, nano in stream.expected.cost_nano_by_role.items() if nano}
+    pipeline = exporter.pipeline
+    groups = [stream.batches[index::DAILY_ATTEMPTS + 1] for index in range(DAILY_ATTEMPTS + 1)]
+    copies: list[Pending] = []
+
+    def overtaken() -> Pending:
+        """Every copy is overtaken by a checkpoint before the read's snapshot; after the last,
+        events come that no checkpoint holds, which the read must still see."""
+        ingest(exporter, groups[len(copies)])
+        copies.append(pipeline.pending())
+        pipeline.synced()
+        if len(copies) == DAILY_ATTEMPTS:
+            ingest(exporter, groups[-1])
+        return copies[-1]
+
+    costs = CostReads(exporter.ledger.reader, Reading(synced=pipeline.synced,
+                                                      pending=overtaken))
+    assert role_costs(costs) == expected
+    assert len(copies) == DAILY_ATTEMPTS

@@ -155,10 +155,11 @@ def read_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimiter,
                        dependencies=[Depends(guard(tokens, exporter.telemetry, "read",
                                                    limiter))])
     pipeline = exporter.pipeline
-    # Read your writes: SQLite lays the pending changes over the rows; PostgreSQL (no
-    # json_each) writes them first.
-    reading = Reading(pending=pipeline.pending) if exporter.ledger.bulk else \
-        Reading(synced=pipeline.synced)
+    # Read your writes: SQLite lays the pending changes over the rows (and writes them first
+    # only when checkpoints keep overtaking its copies); PostgreSQL (no json_each) writes
+    # them first.
+    reading = Reading(synced=pipeline.synced,
+                      pending=pipeline.pending if exporter.ledger.bulk else None)
     fleet = FleetReads(exporter.ledger.reader, reading)
     readers = _Readers(fleet, FleetReads(exporter.ledger.reader, Reading()))
     costs = CostReads(exporter.ledger.reader, reading)

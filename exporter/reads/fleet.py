@@ -133,8 +133,8 @@ def _agent_conditions(where: AgentFilter, column: Any) -> list[ColumnElement[boo
 class Reading:
     """How reads see every acknowledged event: `pending` (SQLite) gives the state's changes
     not written yet, laid over the rows (exporter/reads/pending.py); without it, `synced`
-    writes them first (PostgreSQL). Neither: the rows as stored (the later pages of one
-    streamed answer)."""
+    writes them first (PostgreSQL, and SQLite's rare fallback in `CostReads`). Neither: the
+    rows as stored (the later pages of one streamed answer)."""
 
     def __init__(self, synced: Callable[[], None] | None = None,
                  pending: Callable[[], Pending] | None = None) -> None:
