@@ -856,12 +856,13 @@ class FleetState:
     def pending_changes(self) -> Changes:
         """What `take_changes` would take of entities and day sums, left in place: the read
         API lays it over the ledger's rows (read your writes without writing). The entities
-        are the live objects: copy them before releasing the lock."""
+        and the day sums are the live objects: copy them (`Ledger.prepare_checkpoint`) before
+        releasing the lock."""
         return Changes(
             counters={}, histograms={}, agents=list(self._dirty_agents.values()),
             tasks=list(self._dirty_tasks.values()), runs=list(self._dirty_runs.values()),
             steps=list(self._dirty_steps.values()), label_values=[],
-            daily_cost={key: list(usage) for key, usage in self._daily_cost.items()})
+            daily_cost=self._daily_cost)
 
     def take_changes(self) -> Changes:
         """Everything changed since the last call; the caller writes it or calls `restore`."""
