@@ -97,7 +97,11 @@ def after_cursor(query: Select[Any], columns: Sequence[ColumnElement[Any]], sort
         equal = [columns[earlier] == after[earlier] for earlier in range(index)]
         terms.append(and_(*equal, column < after[index] if sort.descending
                           else column > after[index]))
-    return query.where(or_(*terms))
+    # The first column's bound, implied by the terms, is what SQLite walks the index from:
+    # without it a deep page scanned every row before the cursor (9.5 ms at row 48,000 of
+    # 60,000 agents against 4.6 for the first page, docs/benchmarks.md).
+    first = columns[0] <= after[0] if sort.descending else columns[0] >= after[0]
+    return query.where(first, or_(*terms))
 
 
 def page_of(rows: Sequence[Any], limit: int, item: Callable[[Any], dict[str, Any]],
