@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 from streams import mixed_stream
 
+from exporter.budgets import epoch_day
 from exporter.events import validate_batch
 from exporter.ledger import schema
 from exporter.reads.costs import DAILY_ATTEMPTS, GROUPS, CostReads, DayRange
@@ -69,6 +70,13 @@ def every_page(read: Callable[[str | None], Any]) -> list[dict[str, Any]]:
             return items
 
 
+def day_ranges() -> list[DayRange]:
+    """Ranges around today: all of it, none of it, each side, open and closed."""
+    today = epoch_day(time.time())
+    return [DayRange(), DayRange(end=today), DayRange(first=today),
+            DayRange(first=today - 1, end=today + 1), DayRange(first=today + 1)]
+
+
 def answers(fleet: FleetReads, costs: CostReads) -> dict[str, Any]:
     """Every read the API makes: each list by every sort both ways in pages of 37, filters,
     each entity's detail, costs by every group, per completed task, the summary."""
@@ -96,7 +104,8 @@ def answers(fleet: FleetReads, costs: CostReads) -> dict[str, Any]:
                             for item in found["runs started"]]
     for group in GROUPS:
         found[f"costs {group}"] = costs.costs(group, DayRange())
-    found["per task"] = costs.per_completed_task(DayRange())
+    for days in day_ranges():
+        found[f"per task {days}"] = costs.per_completed_task(days)
     found["summary"] = costs.summary(time.time())
     return found
 
@@ -130,6 +139,49 @@ def test_reads_see_pending_changes_without_writing_a_checkpoint(exporter: Export
     assert len(laid_over["agents created"]) == stream.expected.agents_created
     assert len({(item["source"], item["agent_id"])
                 for item in laid_over["agents -cost"]}) == stream.expected.agents_created
+
+
+def test_completed_tasks_replaced_by_pending_rows_are_counted_as_they_are_now(
+        exporter: Exporter):
+    """Per completed task subtracts the stored rows a pending row replaces and adds its own:
+    pending rows that change a completed task's cost, end or reopen it (a late event after a
+    restart), complete a running one, or are new, against the same rows written."""
+    stream = mixed_stream(total=2_000, batch_size=250)
+    ingest(exporter, stream.batches)
+    exporter.pipeline.synced()
+    engine = exporter.ledger.engine
+    with engine.connect() as connection:
+        rows = [row._asdict() for row in connection.execute(
+            select(schema.tasks).order_by(schema.tasks.c.task_id)).all()]
+    completed = [row for row in rows if row["status"] == "completed"]
+    others = [row for row in rows if row["status"] != "completed"]
+    assert len(completed) >= 4 and others
+    now = time.time()
+    changed = [
+        {**completed[0], "cost_nano": completed[0]["cost_nano"] + 2_500_000_000},
+        {**completed[1], "analyst": not completed[1]["analyst"], "has_analyst_agent": False},
+        {**completed[2], "status": "running", "ended_at": None},
+        {**completed[3], "ended_at": now - 86_400},
+        {**others[0], "status": "completed", "ended_at": now, "cost_nano": 7},
+        {**completed[0], "task_id": "late", "ended_at": None},
+    ]
+    pending = Pending(rows={"tasks": [tuple(row.values()) for row in changed]})
+    reader = exporter.ledger.reader
+    live = CostReads(reader, Reading(pending=lambda: pending))
+    laid_over = {str(days): live.per_completed_task(days) for days in day_ranges()}
+    stored = CostReads(reader, Reading())
+    before = {str(days): stored.per_completed_task(days) for days in day_ranges()}
+    with engine.begin() as connection:
+        for row in changed:
+            connection.execute(schema.tasks.delete().where(
+                schema.tasks.c.source == row["source"], schema.tasks.c.task_id == row["task_id"]))
+        connection.execute(schema.tasks.insert(), changed)
+    written = {str(days): stored.per_completed_task(days) for days in day_ranges()}
+    assert laid_over == written
+    assert written != before
+    everything = str(DayRange())
+    assert written[everything]["included"]["tasks"] + written[everything]["excluded"][
+        "tasks"] == len(completed) - 1 + 2  # one reopened; one completed, one new
 
 
 def role_costs(costs: CostReads) -> dict[str, int]:

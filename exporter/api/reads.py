@@ -299,8 +299,10 @@ def read_router(exporter: Exporter, tokens: TokenRegistry, limiter: RateLimiter,
             if value is not None}
         try:
             days = day_range(since, until)
-            items = await run_in_threadpool(costs.costs, group_by, days, top, filters)
-            per_task = await run_in_threadpool(costs.per_completed_task, days)
+            # Both in one trip to the thread pool: each trip waits for a thread and the loop.
+            items, per_task = await run_in_threadpool(
+                lambda: (costs.costs(group_by, days, top, filters),
+                         costs.per_completed_task(days)))
         except ReadError as error:
             raise _invalid(error) from None
         if form != "json":

@@ -128,6 +128,13 @@ def _rows_cte(table: Table, rows: Sequence[Row], name: str) -> CTE:
     return statement.columns(*(column(each.name, each.type) for each in table.columns)).cte(name)
 
 
+def json_values(values: Sequence[Any]) -> Select[Any]:
+    """The values as a subquery of one column, from one JSON parameter: any number of them
+    (a bound parameter each would meet SQLite's limit on parameters)."""
+    return select(column("value")).select_from(
+        func.json_each(bindparam(None, orjson.dumps(list(values)).decode())))
+
+
 def _joined_key(table: FromClause, names: Sequence[str]) -> ColumnElement[Any]:
     """A row's key (the columns `names`) as one text: each part but the last prefixed with
     its length, so no two keys join alike."""
@@ -214,6 +221,11 @@ class Current:
             literal_column(name) for name in ("sort_value", *_key_of(table))]
         ordering = [each.desc() if sort.descending else each.asc() for each in names]
         return both.order_by(*ordering).limit(limit + 1)
+
+    def pending_rows(self, table: Table) -> list[Any]:
+        """The pending rows of `table`, read by column name as the stored rows are."""
+        shape = _row_type(table)
+        return [shape._make(row) for row in self._rows_of(table)]
 
     def _rows_of(self, table: Table) -> Sequence[Row]:
         return self.pending.rows.get(table.name, ()) if self.pending is not None else ()
