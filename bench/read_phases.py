@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bench import profile
+from bench.burner import Burner
 from bench.command import RunOptions
 from bench.delivery import delivery
 from bench.environment import ForeignLoad, describe, load_average, wait_for_quiet
@@ -205,8 +206,10 @@ def _segments(segments: list[dict[str, Any]]) -> dict[str, Any]:
 # -- ingest at its maximum, with or without subscribers -------------------------------------
 
 
-def _max_ingest(bench: _Bench, events: int, *, subscribers: int = 0) -> dict[str, Any]:
-    """One load generator run; `subscribers` connect once its bodies are built."""
+def _max_ingest(bench: _Bench, events: int, *, subscribers: int = 0,
+                burn: float = 0.0) -> dict[str, Any]:
+    """One load generator run; `subscribers` connect once its bodies are built (or a process
+    spends `burn` of a core instead, bench/burner.py)."""
     server, options = bench.server, bench.options
     run = LoadRun(url=server.url, token=server.token, events=events,
                   batch_size=options.batch_size, connections=options.connections,
@@ -215,7 +218,8 @@ def _max_ingest(bench: _Bench, events: int, *, subscribers: int = 0) -> dict[str
     run.ready()
     readers = Subscribers(url=server.url, token=server.token, count=subscribers) \
         if subscribers else None
-    pids = (server.pid,) if readers is None else (server.pid, readers.pid)
+    burner = Burner(burn) if burn else None
+    pids = (server.pid, *(other.pid for other in (readers, burner) if other is not None))
     with _watched(*pids) as watch:
         cpu = server.cpu_seconds()
         run.go()
@@ -225,6 +229,9 @@ def _max_ingest(bench: _Bench, events: int, *, subscribers: int = 0) -> dict[str
     if readers is not None:
         summary = result["subscribers"] = readers.close()
         result["subscriber_cores"] = summary["cpu_seconds"] / summary["seconds"]
+    if burner is not None:
+        spent = burner.close()
+        result["burner_cores"] = spent["cpu_seconds"] / spent["seconds"]
     if not result["completed"]:
         raise RuntimeError(f"the load generator stopped after {result['events']} of {events} "
                            f"events (--max-seconds {options.max_seconds})")
@@ -248,30 +255,42 @@ def _ratio_phase(bench: _Bench) -> dict[str, Any]:
     options = bench.options
     plain: list[dict[str, Any]] = []
     read: list[dict[str, Any]] = []
+    burned: list[dict[str, Any]] = []
     for number in range(options.ratio_rounds):
-        # Alternate which goes first, so a trend in the machine's speed hits both.
-        order = ("none", "read") if number % 2 == 0 else ("read", "none")
+        # Alternate which goes first, so a trend in the machine's speed hits both. The control
+        # (a process spending what the subscribers' process just spent) follows the subscribers.
+        order = ("none", "read", "burn") if number % 2 == 0 else ("read", "burn", "none")
         for kind in order:
             _progress(f"max ingest round {number + 1}/{options.ratio_rounds}, "
-                      f"{options.subscribers if kind == 'read' else 0} subscribers")
+                      + {"none": "0 subscribers", "burn": "a CPU burner, 0 subscribers",
+                         "read": f"{options.subscribers} subscribers"}[kind])
             bench.fresh()
             if kind == "none":
                 plain.append(_max_ingest(bench, options.ratio_events))
-            else:
+            elif kind == "read":
                 read.append(_max_ingest(bench, options.ratio_events,
                                         subscribers=options.subscribers))
+            else:
+                burned.append(_max_ingest(bench, options.ratio_events,
+                                          burn=read[-1]["subscriber_cores"]))
     rate = statistics.median(run["events_per_second"] for run in plain)
     read_rate = statistics.median(run["events_per_second"] for run in read)
+    burn_rate = statistics.median(run["events_per_second"] for run in burned)
     return {
-        "without": plain, "with": read, "events_per_second": rate,
+        "without": plain, "with": read, "burned": burned, "events_per_second": rate,
         "with_events_per_second": read_rate, "drop_percent": (rate - read_rate) / rate * 100,
+        "burned_events_per_second": burn_rate,
+        "burned_drop_percent": (rate - burn_rate) / rate * 100,
+        "burner_cores": statistics.median(run["burner_cores"] for run in burned),
+        "burned_exporter_cpu_us_per_event": statistics.median(
+            run["exporter_cpu_us_per_event"] for run in burned),
         "exporter_cpu_us_per_event": statistics.median(
             run["exporter_cpu_us_per_event"] for run in plain),
         "with_exporter_cpu_us_per_event": statistics.median(
             run["exporter_cpu_us_per_event"] for run in read),
         "subscriber_cores": statistics.median(run["subscriber_cores"] for run in read),
         "cut_offs": sum(run["subscribers"]["cut_offs"] for run in read),
-        **_worst(plain + read)}
+        **_worst(plain + read + burned)}
 
 
 # -- reads ----------------------------------------------------------------------------------

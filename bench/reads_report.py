@@ -110,6 +110,15 @@ def _stream_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
          f"{drop:.1f}% drop",
          f"drop ≤ {INGEST_DROP_PERCENT:.0f}% {verdict(drop <= INGEST_DROP_PERCENT)}",
          load_cell(ratio)),
+        (f"  control: max HTTP ingest beside a process spending as much CPU "
+         f"({ratio['burner_cores']:.2f} cores), no subscribers (median of "
+         f"{len(ratio['burned'])})",
+         f"{ratio['burned_events_per_second']:,.0f} events/s "
+         f"({ratio['burned_exporter_cpu_us_per_event']:.0f} µs CPU/event)",
+         f"no subscribers {ratio['events_per_second']:,.0f} events/s",
+         f"{ratio['burned_drop_percent']:.1f}% drop",
+         "— (the part of the drop above that the subscribers' own CPU costs)",
+         load_cell(ratio)),
     ]
 
 

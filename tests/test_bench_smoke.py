@@ -112,6 +112,8 @@ def test_reads_bench_reports_every_number_beside_its_baseline(tmp_path: Path) ->
         "paced ingest during delivery": delivery["ingest"]["events_per_second"],
         "ingest with subscribers": ratio["with_events_per_second"],
         "ingest without subscribers": ratio["events_per_second"],
+        "ingest beside the burner": ratio["burned_events_per_second"],
+        "the burner's cores": ratio["burner_cores"],
     }
     assert all(_positive(value) for value in numbers.values()), numbers
     assert math.isfinite(delivery["p50_ms"]) and math.isfinite(ratio["drop_percent"])
@@ -119,7 +121,7 @@ def test_reads_bench_reports_every_number_beside_its_baseline(tmp_path: Path) ->
     for stream, subscribers in ((delivery, 3), (alone, 1)):
         assert stream["subscribers"] == subscribers and stream["missing"] == 0
         assert stream["deliveries"] == stream["events"] * subscribers > 0
-    assert len(ratio["with"]) == len(ratio["without"]) == 1
+    assert len(ratio["with"]) == len(ratio["without"]) == len(ratio["burned"]) == 1
     assert all(len(results[phase]["load"]) == 2 for phase in (
         "fill", "reads", "export", "delivery", "delivery_baseline", "ratio"))
 
