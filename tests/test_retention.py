@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client import CollectorRegistry
 from streams import mixed_stream
-from support import ExporterFactory, ExporterProcess
+from support import ExporterFactory, ExporterProcess, wait_until
 
 from exporter.budgets import SECONDS_PER_DAY
 from exporter.callback import MonitorCallback
@@ -32,6 +33,13 @@ def fleet_totals(exporter: ExporterProcess) -> dict[Any, float]:
             if key[0].startswith("orchestrator_") and not key[0].startswith(
                 "orchestrator_exporter_") and key[0].endswith(("_total", "_count", "_sum",
                                                                 "_bucket"))}
+
+
+def checkpointed(database: Path) -> int:
+    """The last event the ledger's checkpoint holds (0: none written yet)."""
+    with sqlite3.connect(database) as connection:
+        row = connection.execute("SELECT applied_seq FROM checkpoint").fetchone()
+    return int(row[0]) if row else 0
 
 
 def read(exporter: ExporterProcess, path: str, **params: Any) -> Any:
@@ -53,8 +61,12 @@ def test_prune_keeps_counters_live_entities_and_archives_exactly_what_it_removes
                                                 limit=1000)["items"]}
     ended_tasks = [task for task in read(exporter, "/api/v1/tasks", limit=1000)["items"]
                    if task["ended_at"] is not None]
-    exported = read(exporter, "/api/v1/events/export").splitlines()  # also: checkpointed
+    exported = read(exporter, "/api/v1/events/export").splitlines()
     assert live and ended_tasks and len(exported) == 3_000
+    # Only events a checkpoint holds are pruned, and reads no longer write one: wait for the
+    # exporter's own (every second by default). Without the wait the prune could find none.
+    wait_until(lambda: checkpointed(database) == 3_000, 30,
+               describe=lambda: f"checkpoint at {checkpointed(database)}")
 
     archive = tmp_path / "archive"
     tomorrow = time.strftime("%Y-%m-%d", time.gmtime(time.time() + SECONDS_PER_DAY))
@@ -131,8 +143,9 @@ def test_events_resent_after_their_pruning_are_still_duplicates_on_sqlite(
     stream = mixed_stream(total=1_000, batch_size=250)
     for batch in stream.batches:
         assert exporter.post_events(batch).status_code == 200
-    read(exporter, "/api/v1/status")  # a checkpoint holds every event
-    exporter.restart()  # the ids are merged into event_ids, as after any long run
+    # The restart's final checkpoint holds every event, and the ids are merged into
+    # event_ids, as after any long run.
+    exporter.restart()
     totals = fleet_totals(exporter)
     answer = subprocess.run([sys.executable, "-m", "exporter", "prune", "--before",
                              "2999-01-01", "--database-url", f"sqlite:///{database}"],
@@ -171,6 +184,31 @@ def test_a_pass_ends_at_the_first_events_received_after_the_cutoff(tmp_path: Pat
         assert exporter.ledger.count_events() == 27
         assert pruner.prune(new + 1).events == 26  # the new ones, and the late one with them
         assert exporter.ledger.count_events() == 1
+    finally:
+        exporter.close()
+
+
+def test_the_pruner_rests_between_chunks_in_proportion_to_their_work(tmp_path: Path):
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'ledger.db'}", retention_days=0)
+    exporter = build_exporter(settings, registry=CollectorRegistry(), config=parse_config({}))
+    exporter.start()
+    try:
+        received = time.time() - 3 * SECONDS_PER_DAY
+        raws = [{"type": "log.entry", "id": f"e{number}", "level": "info", "message": "m",
+                 "timestamp": received} for number in range(31)]
+        events, problems = validate_batch(raws, received)
+        assert problems == []
+        exporter.pipeline.submit(events, received).result(10)
+        exporter.pipeline.synced()
+        # The chunks take 0.01, 1.0 and 0.5 s on this clock (a clock reading at each chunk's
+        # start and before each rest; then the last, empty chunk and one each for agents,
+        # tasks and runs, none of which fills a chunk): the rests are the floor, 3.0 and 1.5 s.
+        times = iter([0.0, 0.01, 0.01, 1.01, 1.01, 1.51, 1.51, 2.0, 2.0, 2.0])
+        rests: list[float] = []
+        pruner = Pruner(exporter.ledger.engine, chunk=10, pause=0.2, rest=3.0,
+                        clock=lambda: next(times), sleep=rests.append)
+        assert pruner.prune(time.time() - SECONDS_PER_DAY).events == 30  # the newest stays
+        assert rests == pytest.approx([0.2, 3.0, 1.5])  # none after the last chunk
     finally:
         exporter.close()
 
