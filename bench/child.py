@@ -57,3 +57,11 @@ class LineChild:
         last = self._process.stdout.read()
         self._process.wait(30)
         return last.strip()
+
+    def end_json(self, line: str = "quit") -> dict[str, Any]:
+        """`end`, its last line read as a JSON object; a child that had ended fails the run."""
+        last = self.end(line)
+        if not last:
+            raise RuntimeError(f"{self.module} had ended before it was told to")
+        answer: dict[str, Any] = orjson.loads(last)
+        return answer

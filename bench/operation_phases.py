@@ -49,6 +49,7 @@ DAY_FILL = 0.99
 # The exporter's retention pass in the pruning rounds: every second, so it starts while the
 # load generator builds its bodies and runs again as soon as a pass ends.
 PRUNE_INTERVAL_SECONDS = 1.0
+PRUNE_START_SECONDS = 30.0  # after the first pass is due, the longest it may take to begin
 PACED_MIN_SECONDS = 2.0  # the paced rounds' least length (a tiny run's full-speed round is less)
 
 
@@ -263,6 +264,18 @@ def _oldest_seq(database: Path) -> int:
         connection.close()
 
 
+def _await_pruning(database: Path) -> None:
+    """Until the exporter's retention thread has removed its first chunk (its first pass comes
+    `PRUNE_INTERVAL_SECONDS` after the start): a round must measure ingest while it prunes,
+    and a short one could otherwise end before the first pass began."""
+    deadline = time.monotonic() + PRUNE_INTERVAL_SECONDS + PRUNE_START_SECONDS
+    while _oldest_seq(database) <= 1:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the exporter had pruned nothing {PRUNE_START_SECONDS:g} s "
+                               "after its first pass was due")
+        time.sleep(0.02)
+
+
 def _round_server(options: Options, filled: Path, workdir: Path, *,
                   pruning: bool) -> ExporterServer:
     """An exporter (not started) on a fresh copy of the filled ledger, its retention thread
@@ -285,6 +298,8 @@ def _pruning_round(options: Options, filled: Path, workdir: Path, *,
         server.start()
         run = _load_run(server, options, options.prune_ingest_events)
         run.ready()
+        if pruning:
+            _await_pruning(server.database)
         oldest_at_go = _oldest_seq(server.database)
         scraper = PeriodicScraper(server.url, interval=options.scrape_interval)
         before, foreign = load_average(), ForeignLoad((server.pid,))
@@ -323,6 +338,8 @@ def _paced_pruning_round(options: Options, filled: Path, workdir: Path, *, pruni
                             batch_size=options.batch_size, connections=options.connections,
                             seed=_seed())
         pacer.build(seconds + 5)
+        if pruning:
+            _await_pruning(server.database)
         oldest_at_go = _oldest_seq(server.database)
         scraper = PeriodicScraper(server.url, interval=options.scrape_interval)
         scraper.start()

@@ -110,7 +110,15 @@ class Terminal:
     def interrupt(self) -> int:
         """Ctrl-C, as typed: the exit code."""
         os.write(self.master, b"\x03")
-        self.expect(lambda: self.process.poll() is not None, "exit after Ctrl-C")
+        try:
+            self.expect(lambda: self.process.poll() is not None, "exit after Ctrl-C")
+        except AssertionError:
+            # Where it hangs: SIGABRT makes faulthandler (PYTHONFAULTHANDLER, `client_env`)
+            # print every thread's stack to the terminal before the process dies.
+            os.killpg(self.process.pid, signal.SIGABRT)
+            self.expect(lambda: self.process.poll() is not None, "exit after SIGABRT")
+            raise AssertionError("no exit after Ctrl-C; its threads when aborted:\n"
+                                 + "\n".join(self.lines()[-60:])) from None
         return self.process.returncode
 
     def _read(self, wait: float) -> None:
@@ -129,6 +137,10 @@ def _take_terminal() -> None:
     # In the child, after setsid: the pty becomes its controlling terminal, so a Ctrl-C typed
     # there is a SIGINT to it.
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    # As a shell starts a foreground job: Ctrl-C's default action, even if the test process
+    # ignores SIGINT (an ignored signal stays ignored across exec, and Python then installs no
+    # KeyboardInterrupt).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def command(*words: str) -> list[str]:
@@ -141,6 +153,7 @@ def client_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(
         part for part in (str(repository_root()), os.environ.get("PYTHONPATH", "")) if part)
     env["TERM"] = "xterm-256color"
+    env["PYTHONFAULTHANDLER"] = "1"
     env.update(extra)
     return env
 
