@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # SQLite's page cache of each writing connection, in MiB: memory the process holds once
     # the ledger is larger than it (docs/operations.md, "What memory holds").
     sqlite_cache_mib: int = Field(default=16, ge=1, le=4096)
+    # Blocks of this many KiB and more are mapped and unmapped on their own, so memory freed
+    # after a large table is given back (exporter/heap.py); 0 leaves glibc's moving threshold.
+    malloc_mmap_threshold_kib: int = Field(default=128, ge=0, le=32 * 1024)
     # Raw events and ended agents, tasks and runs older than this leave the ledger (counters and
     # per-day sums stay); 0 keeps everything. With an archive directory, pruned events are first
     # written there as gzip NDJSON per day, and archive files older than archive_days removed.
