@@ -5,9 +5,12 @@ of its own, unmapped when the block is freed. But every time it frees such a blo
 threshold to that block's size (up to 32 MiB, mallopt(3)), so the next blocks that large come
 from the heap, where freed space between live blocks stays resident. The exporter frees large
 blocks all the time: the idempotency keys' tables (tens of MiB, rebuilt at every merge, see
-exporter/ledger/dedup.py), request bodies, query results. Measured (docs/benchmarks.md): RSS
-278 -> 302 MiB from 1M to 2M events with the moving threshold, 244 -> 248 MiB with a fixed one.
-Setting the threshold explicitly is what turns the adjustment off.
+exporter/ledger/dedup.py), query results, JSON documents. Setting the threshold explicitly is
+what turns the adjustment off. Measured (docs/benchmarks.md), RSS at 1M -> 2.5M events: 278 ->
+302 MiB with the moving threshold, 261 -> 269 MiB fixed at 1 MiB, 244 -> 248 MiB at 128 KiB;
+ingest's CPU per event +1.8% at 1 MiB and +5% at 128 KiB (each a mapping and its zeroed pages),
+so 1 MiB: blocks as large as a request body stay in the heap, where the next request reuses
+them.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from typing import Final
 log = logging.getLogger(__name__)
 
 M_MMAP_THRESHOLD: Final = -3  # glibc's <malloc.h>
-MAX_THRESHOLD_KIB: Final = 32 * 1024  # glibc refuses more on 64-bit systems
 ENVIRONMENT: Final = "MALLOC_MMAP_THRESHOLD_"  # glibc's own variable, which then decides
 
 
