@@ -6,6 +6,7 @@ emulator (pyte), so what the tests read is what a person would see. Every wait h
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -19,6 +20,7 @@ import sys
 import termios
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
@@ -79,7 +81,8 @@ class Terminal:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # a group already gone
+                os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(WAIT)
         os.close(self.master)
 
@@ -110,16 +113,37 @@ class Terminal:
     def interrupt(self) -> int:
         """Ctrl-C, as typed: the exit code."""
         os.write(self.master, b"\x03")
+        typed = time.monotonic()
         try:
             self.expect(lambda: self.process.poll() is not None, "exit after Ctrl-C")
-        except AssertionError:
-            # Where it hangs: SIGABRT makes faulthandler (PYTHONFAULTHANDLER, `client_env`)
-            # print every thread's stack to the terminal before the process dies.
-            os.killpg(self.process.pid, signal.SIGABRT)
-            self.expect(lambda: self.process.poll() is not None, "exit after SIGABRT")
-            raise AssertionError("no exit after Ctrl-C; its threads when aborted:\n"
-                                 + "\n".join(self.lines()[-60:])) from None
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{self._diagnosis(typed)}") from None
         return self.process.returncode
+
+    def _diagnosis(self, typed: float) -> str:
+        """Where a command that ignored Ctrl-C stands: its process group, state and signal
+        masks, each thread's kernel wait, then every Python thread's stack (SIGABRT makes
+        faulthandler print them: PYTHONFAULTHANDLER, `client_env`)."""
+        pid = self.process.pid
+        notes = [f"{time.monotonic() - typed:.1f}s after Ctrl-C, pid {pid}:"]
+        try:
+            notes.append(f"process group {os.getpgid(pid)}, terminal's foreground group "
+                         f"{os.tcgetpgrp(self.master)}")
+        except OSError as error:
+            notes.append(f"process group: {error!r}")
+        notes += _proc_lines(pid)
+        try:
+            os.killpg(pid, signal.SIGABRT)
+        except OSError as error:
+            notes.append(f"SIGABRT to its group: {error!r}")
+            self.process.send_signal(signal.SIGABRT)
+        try:
+            self.expect(lambda: self.process.poll() is not None, "exit after SIGABRT", 10.0)
+        except AssertionError:
+            notes += ["no exit within 10s of SIGABRT either", *_proc_lines(pid)]
+        notes.append(f"exit code {self.process.returncode}, "
+                     f"{time.monotonic() - typed:.1f}s after Ctrl-C; the last lines:")
+        return "\n".join(notes + self.lines()[-60:])
 
     def _read(self, wait: float) -> None:
         if not select.select([self.master], [], [], wait)[0]:
@@ -131,6 +155,24 @@ class Terminal:
         self.closed = not chunk
         self.output += chunk
         self.feed.feed(chunk)
+
+
+def _proc_lines(pid: int) -> list[str]:
+    """/proc's view of a process: state and signal masks, each thread's kernel wait (and its
+    kernel stack where readable)."""
+    lines: list[str] = []
+    try:
+        lines += [line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                  if line.startswith(("State", "Sig", "ShdPnd", "Threads"))]
+        for task in sorted(os.listdir(f"/proc/{pid}/task")):
+            wchan = Path(f"/proc/{pid}/task/{task}/wchan").read_text()
+            lines.append(f"thread {task}: waits in {wchan or '-'}")
+            with contextlib.suppress(OSError):  # root only
+                lines += ["    " + frame for frame in
+                          Path(f"/proc/{pid}/task/{task}/stack").read_text().splitlines()]
+    except OSError as error:
+        lines.append(f"/proc/{pid}: {error!r}")
+    return lines
 
 
 def _take_terminal() -> None:
