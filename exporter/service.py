@@ -83,11 +83,12 @@ def build_exporter(settings: Settings, *, registry: CollectorRegistry | None = N
     ledger = Ledger(engine, make_read_engine(settings.database_url, engine))
     pipeline = IngestPipeline(ledger=ledger, state=state, lock=lock, telemetry=telemetry,
                               checkpoint_seconds=settings.checkpoint_seconds)
-    renderer = MetricsRenderer(state=state, lock=lock, registry=registry,
-                               live_agent_limit=settings.live_agent_limit)
     commands = CommandQueue(ledger.engine, reader=ledger.reader,
                             redeliver_seconds=settings.command_redeliver_seconds)
-    registry.register(QueuedCommands(commands.queued_by_kind))
+    queried = CollectorRegistry()
+    queried.register(QueuedCommands(commands.queued_by_kind))
+    renderer = MetricsRenderer(state=state, lock=lock, registry=registry, queried=queried,
+                               live_agent_limit=settings.live_agent_limit)
     audit = AuditTrail(ledger.engine, reader=ledger.reader)
     enforcer = BudgetEnforcer(state=state, lock=lock, queue=commands, audit=audit)
     budgets = BudgetBook(config_budgets=config.budgets, ledger=ledger, pipeline=pipeline,
