@@ -6,11 +6,12 @@ threshold to that block's size (up to 32 MiB, mallopt(3)), so the next blocks th
 from the heap, where freed space between live blocks stays resident. The exporter frees large
 blocks all the time: the idempotency keys' tables (tens of MiB, rebuilt at every merge, see
 exporter/ledger/dedup.py), query results, JSON documents. Setting the threshold explicitly is
-what turns the adjustment off. Measured (docs/benchmarks.md), RSS at 1M -> 2.5M events: 278 ->
-302 MiB with the moving threshold, 261 -> 269 MiB fixed at 1 MiB, 244 -> 248 MiB at 128 KiB;
-ingest's CPU per event +1.8% at 1 MiB and +5% at 128 KiB (each a mapping and its zeroed pages),
-so 1 MiB: blocks as large as a request body stay in the heap, where the next request reuses
-them.
+what turns the adjustment off; at 128 KiB, glibc's own starting value, the threshold stays where
+glibc starts it. Measured with `python -m bench.operations` (docs/benchmarks.md), RSS after 1M ->
+10M events: 283 -> 316 MiB with the moving threshold (+11.8%), 261 -> 290 MiB fixed at 1 MiB
+(+11.2%: blocks under 1 MiB still stayed), 251 -> 268 MiB at 128 KiB (+6.8%). What it costs
+ingest is each large block's own mapping and zeroed pages: `python -m bench.ab` measured 0.966
+of the moving threshold's events/s at 128 KiB and 0.992 at 1 MiB, within that bench's noise.
 """
 
 from __future__ import annotations

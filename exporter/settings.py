@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     sqlite_cache_mib: int = Field(default=16, ge=1, le=4096)
     # Blocks of this many KiB and more are mapped and unmapped on their own, so memory freed
     # after a large table is given back (exporter/heap.py); 0 leaves glibc's moving threshold.
-    malloc_mmap_threshold_kib: int = Field(default=1024, ge=0, le=32 * 1024)  # glibc refuses more
+    malloc_mmap_threshold_kib: int = Field(default=128, ge=0, le=32 * 1024)  # glibc refuses more
     # Raw events and ended agents, tasks and runs older than this leave the ledger (counters and
     # per-day sums stay); 0 keeps everything. With an archive directory, pruned events are first
     # written there as gzip NDJSON per day, and archive files older than archive_days removed.
