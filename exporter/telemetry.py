@@ -70,7 +70,8 @@ class Telemetry:
 
 
 class QueuedCommands(Collector):
-    """`orchestrator_exporter_commands_queued{kind}`, counted in the ledger at each scrape."""
+    """`orchestrator_exporter_commands_queued{kind}`, as the command queue last counted it in the
+    ledger (again after each of its writes)."""
 
     def __init__(self, count: Callable[[], dict[str, int]]) -> None:
         self.count = count
