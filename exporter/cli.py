@@ -295,10 +295,10 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
     from exporter.api import create_app
     from exporter.heap import fix_mmap_threshold
     from exporter.service import build_exporter
+    from exporter.tokens import Token, TokenConfigError, TokenRegistry, digest_of
 
     # Before the ledger's keys are loaded: their tables are the largest blocks freed.
     fix_mmap_threshold(settings.malloc_mmap_threshold_kib)
-    from exporter.tokens import Token, TokenConfigError, TokenRegistry, digest_of
 
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
     if token is None and not (settings.tokens or settings.tokens_file):

@@ -51,10 +51,11 @@ class CommandQueue:
         self.redeliver_seconds = redeliver_seconds
         self._take_lock = threading.Lock()
         # Every scrape asks for the queued count; it changes only when this queue writes (one
-        # exporter process per ledger), so it is counted once per change: the scrape then holds
-        # no connection and runs no query (which took 30 to 75 ms of its worst times under
-        # ingest, docs/benchmarks.md). `_writes` counts commits; a count is kept with the
-        # number it was read after.
+        # exporter process per ledger), so it is counted again only after a write transaction
+        # of the queue (an orchestrator's poll for the next command is one): between them a
+        # scrape holds no connection and runs no query (which took 30 to 75 ms of its worst
+        # times under ingest, docs/benchmarks.md). `_writes` counts those transactions; a count
+        # is kept with the number it was read after.
         self._writes = 0
         self._writes_lock = threading.Lock()
         self._queued: tuple[int, dict[str, int]] | None = None
