@@ -4,7 +4,6 @@ import-logs | import-transcripts`."""
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import secrets
 import signal
@@ -24,9 +23,6 @@ from exporter.config import ConfigError, FileConfig, load_config, parse_config
 from exporter.ledger import make_engine, migrate
 from exporter.settings import Settings
 
-# Objects allocated between young collections (CPython's default: 700). A batch of 500 events
-# allocates tens of thousands, nearly all freed by reference counting before any collection.
-GC_YOUNG_THRESHOLD: Final = 50_000
 # After SIGTERM, requests still open after this long are cancelled (their clients retry).
 GRACEFUL_SECONDS: Final = 20
 # The name of the ingest token `serve --demo` makes for its simulated Claude Code sessions, and
@@ -292,6 +288,7 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
     # stray gauge families that nobody queries.
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
+    from exporter import interpreter
     from exporter.api import create_app
     from exporter.heap import fix_mmap_threshold
     from exporter.service import build_exporter
@@ -340,7 +337,7 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
     # checkpoint below, and the next start re-applied every event since the last one.
     for handled in (signal.SIGTERM, signal.SIGINT):
         signal.signal(handled, lambda _number, _frame: None)
-    _settle_heap()
+    interpreter.settle(settings.gil_switch_interval_ms)
     try:
         server.run()
     finally:
@@ -383,15 +380,6 @@ def _server(app: Any, settings: Settings, *, before_exit: Callable[[], None]) ->
         access_log=False, timeout_graceful_shutdown=GRACEFUL_SECONDS,
         limit_concurrency=settings.max_connections, ssl_certfile=settings.tls_cert_file,
         ssl_keyfile=settings.tls_key_file))
-
-
-def _settle_heap() -> None:
-    """Leave what start-up loaded (the fleet, the counters) out of garbage collection: every
-    full collection would walk it again, while the ingest path allocates at a high rate."""
-    gc.collect()
-    gc.freeze()
-    _, middle, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, oldest)
 
 
 def _start_sessions(settings: Settings, arguments: argparse.Namespace, secret: str,

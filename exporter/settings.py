@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     # Blocks of this many KiB and more are mapped and unmapped on their own, so memory freed
     # after a large table is given back (exporter/heap.py); 0 leaves glibc's moving threshold.
     malloc_mmap_threshold_kib: int = Field(default=128, ge=0, le=32 * 1024)  # glibc refuses more
+    # A thread waiting for the GIL in the serving process gets it after this long at most
+    # (CPython's: 5 ms); a scrape waits at each hop between threads (exporter/interpreter.py).
+    gil_switch_interval_ms: float = Field(default=1.0, ge=0.1, le=100.0)
     # Raw events and ended agents, tasks and runs older than this leave the ledger (counters and
     # per-day sums stay); 0 keeps everything. With an archive directory, pruned events are first
     # written there as gzip NDJSON per day, and archive files older than archive_days removed.
