@@ -9,9 +9,10 @@ Two settings, each for the work the server does while ingest runs at full speed:
 - The GIL's switch interval: a thread waiting for the GIL gets it after this long at most
   (CPython's default is 5 ms). A scrape hops from the event loop to a worker thread and back,
   and each hop waits for the GIL while the applier, the retention thread and the event loop
-  compute. `python -m bench.operations` measured the worst scrape while pruning at 63-151 ms
-  (three of six rounds over 100) with 5 ms and 45-69 ms with 1 ms, ingest unchanged within its
-  noise (docs/benchmarks.md).
+  compute. In twelve rounds of ingest at full speed (the pruning phase of bench.operations on
+  a 300,000-event ledger), the worst scrape of a round was 53 to 151 ms with 5 ms (four rounds
+  over 100) and 45 to 79 ms with 1 ms; `python -m bench.ab` measured ingest with 1 ms at 1.021
+  times its events/s with 5 ms, median of 10 slices (docs/benchmarks.md).
 """
 
 from __future__ import annotations
