@@ -18,8 +18,8 @@ def measure_callback(calls: list[tuple[str, dict[str, Any]]], *, directory: Path
     The ledger writer runs in its own thread meanwhile, as it does in an orchestrator, so the
     caller's time includes what sharing the GIL with it costs.
     """
-    settings = Settings(database_url=f"sqlite:///{directory / 'callback.db'}",
-                        sqlite_synchronous=synchronous)
+    settings = Settings.model_validate({"database_url": f"sqlite:///{directory / 'callback.db'}",
+                                        "sqlite_synchronous": synchronous})
     exporter = build_exporter(settings)
     exporter.start()
     try:

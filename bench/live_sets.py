@@ -13,6 +13,7 @@ import sqlite3
 import tracemalloc
 from typing import Any
 
+from exporter.series import CounterFamily, HistogramFamily
 from exporter.service import Exporter
 
 # sqlite3_db_status(db, SQLITE_DBSTATUS_CACHE_USED, ...): the bytes of one connection's page
@@ -25,7 +26,8 @@ _DB_OFFSET = 2 * ctypes.sizeof(ctypes.c_void_p)
 def live_sets(exporter: Exporter) -> dict[str, int]:
     """The number of entries of every container that could grow with history."""
     state, ids = exporter.state, exporter.ledger._ids
-    families = [*state.families.counters(), *state.families.histograms()]
+    families: list[CounterFamily | HistogramFamily] = [*state.families.counters(),
+                                                       *state.families.histograms()]
     label_sets = (state._usage_series, state._tool_series, state._step_series,
                   state._role_labels)
     return {

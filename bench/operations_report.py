@@ -49,7 +49,7 @@ def _history_rows(history: dict[str, Any]) -> list[tuple[str, ...]]:
 def _unpruned_bytes(slices: list[dict[str, Any]]) -> float:
     """The ledger all the days would make without retention, at day 1's bytes per event."""
     first = slices[0]
-    return sum(day["accepted"] for day in slices) * first["file_bytes"] / first["accepted"]
+    return float(sum(day["accepted"] for day in slices) * first["file_bytes"] / first["accepted"])
 
 
 def _retention_rows(retention: dict[str, Any]) -> list[tuple[str, ...]]:
@@ -123,7 +123,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
 def _series(results: dict[str, Any], *, markdown: bool) -> str:
     """RSS and ledger size at every sample of the history."""
     header = ("events", "RSS total", "server", "parse workers", "peak (VmHWM)", "ledger")
-    body = [(f"{sample['events']:,}", _mib(sample["rss_bytes"]),
+    body: list[tuple[str, ...]] = [(f"{sample['events']:,}", _mib(sample["rss_bytes"]),
              _mib(sample["server_rss_bytes"]), _mib(sample["workers_rss_bytes"]),
              _mib(sample["hwm_bytes"]), _mib(sample["ledger_bytes"]))
             for sample in [results["history"]["idle"], *results["history"]["samples"]]]
