@@ -15,9 +15,10 @@ from exporter.ledger import schema
 from exporter.ledger.engine import make_engine, make_read_engine
 
 
-@pytest.fixture
-def queue(tmp_path: Path) -> Iterator[CommandQueue]:
-    url = f"sqlite:///{tmp_path / 'l.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CommandQueue]:
+    url = f"sqlite:///{tmp_path / 'l.db'}" if request.param == "sqlite" \
+        else request.getfixturevalue("fresh_postgres_url")
     engine = make_engine(url)
     schema.metadata.create_all(engine)
     reader = make_read_engine(url, engine)
@@ -74,3 +75,25 @@ def test_a_write_that_fails_still_makes_the_count_read_again(queue: CommandQueue
         raise RuntimeError("after the statement, before the commit")
     assert queue.queued_by_kind() == {}
     assert len(statements) == 1
+
+
+def test_polls_that_find_nothing_write_nothing_and_keep_the_count(queue: CommandQueue) -> None:
+    queue.create(cancel("t-1"), issued_by="op")
+    queue.create(cancel("t-2"), issued_by="op", status="rejected")  # ended: never due
+    assert queue.queued_by_kind() == {"task.cancel": 1}
+    writes, statements = queue._writes, reads(queue)
+    changes: list[str] = []
+    event.listen(queue.engine, "before_cursor_execute",
+                 lambda _c, _k, statement, *_rest: changes.append(statement)
+                 if not statement.startswith("SELECT") else None)
+    for _ in range(5):  # an orchestrator of another source polling every second
+        assert queue.take_next("other") is None
+        assert queue.expire() == 0
+    # Not one write transaction (on SQLite each would wait for the ingest writer's lock).
+    assert queue._writes == writes and changes == []
+    assert queue.queued_by_kind() == {"task.cancel": 1}
+    assert not [statement for statement in statements if "count(" in statement]
+    taken = queue.take_next()  # the one due is still taken, in one write
+    assert taken is not None and taken.status == "delivered"
+    assert queue._writes == writes + 1
+    assert queue.queued_by_kind() == {}

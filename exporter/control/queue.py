@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 import orjson
-from sqlalchemy import Connection, Engine, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from exporter.control.commands import (
@@ -52,7 +52,7 @@ class CommandQueue:
         self._take_lock = threading.Lock()
         # Every scrape asks for the queued count; it changes only when this queue writes (one
         # exporter process per ledger), so it is counted again only after a write transaction
-        # of the queue (an orchestrator's poll for the next command is one): between them a
+        # of the queue (a poll that finds nothing to take writes nothing): between them a
         # scrape holds no connection and runs no query (which took 30 to 75 ms of its worst
         # times under ingest, docs/benchmarks.md). `_writes` counts those transactions; a count
         # is kept with the number it was read after.
@@ -138,21 +138,18 @@ class CommandQueue:
                             table.c.delivered_at <= now - self.redeliver_seconds)),
                    table.c.expires_at > now, table.c.source == source)
         with self._take_lock:
-            while True:
+            while (seq := self._first(due)) is not None:
                 with self._writing() as connection:
-                    row = connection.execute(select(table.c.seq).where(due)
-                                             .order_by(table.c.seq).limit(1)).first()
-                    if row is None:
-                        return None
                     # `due` again: another exporter process on the same database may have
                     # taken it meanwhile (one per ledger is the rule; this keeps it harmless).
                     taken = connection.execute(update(table).where(
-                        table.c.seq == row.seq, due).values(
+                        table.c.seq == seq, due).values(
                         status="delivered", delivered_at=now,
                         deliveries=table.c.deliveries + 1)).rowcount
                     if taken:
                         return _command(connection.execute(
-                            select(table).where(table.c.seq == row.seq)).one())
+                            select(table).where(table.c.seq == seq)).one())
+            return None
 
     def finish(self, command_id: str, status: str, detail: Any) -> tuple[Command, bool]:
         """Record the orchestrator's result; (the command, True when this call changed it).
@@ -180,10 +177,22 @@ class CommandQueue:
         """Mark the open commands past their TTL expired; how many."""
         table = schema.commands
         now = self.clock()
+        past = and_(table.c.status.in_(OPEN_STATUSES), table.c.expires_at <= now)
+        if self._first(past) is None:
+            return 0
         with self._writing() as connection:
-            return int(connection.execute(update(table).where(
-                table.c.status.in_(OPEN_STATUSES), table.c.expires_at <= now).values(
+            return int(connection.execute(update(table).where(past).values(
                 status="expired", finished_at=now)).rowcount or 0)
+
+    def _first(self, condition: ColumnElement[bool]) -> int | None:
+        """The seq of the oldest command meeting `condition`, read without the write lock: an
+        orchestrator polls every second, and most polls find nothing to take or expire, so
+        they neither wait for the ingest writer's lock nor make the next scrape count again."""
+        table = schema.commands
+        with self.reader.connect() as connection:
+            row = connection.execute(select(table.c.seq).where(condition)
+                                     .order_by(table.c.seq).limit(1)).first()
+        return None if row is None else int(row.seq)
 
     def queued_by_kind(self) -> dict[str, int]:
         """Queued commands by kind, read from the ledger after each write of this queue."""
